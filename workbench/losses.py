@@ -1,0 +1,81 @@
+"""The clipped policy-gradient surrogate every strategy feeds (see STRATEGIES.md).
+
+Per token:  l = -min(rho*A, clip(rho, 1-eps_low, 1+eps_high)*A) + beta*KL_k3(pi||pi_ref) - lambda_H*H
+with rho = pi_theta / pi_old, pi_old the distribution the token was sampled from.
+Shapes: N sequences, T generated positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from workbench.metrics.kl import kl_k3
+
+
+@dataclass
+class LossParts:
+    loss: torch.Tensor          # scalar, what is back-propagated
+    pg: torch.Tensor            # scalar, aggregated surrogate term alone
+    ratio: torch.Tensor         # [N, T] importance ratio (detached)
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: int) -> torch.Tensor:
+    """Reduce a [N, T] per-token loss to a scalar.
+
+    - ``token_mean`` (DAPO): sum over all valid tokens / their count. Long sequences weigh
+      more in total, each token equally.
+    - ``seq_mean_token_mean`` (original GRPO): mean per sequence, then over sequences. Each
+      sequence weighs the same, so a token of a short sequence weighs more: biased toward
+      short correct and long wrong answers (the bias Dr. GRPO points out).
+    - ``seq_sum_const`` (Dr. GRPO): sum over tokens / (N * max_len) with the generation
+      budget as constant: no length normalisation, so no length bias.
+    """
+    m = mask.to(per_token.dtype)                                          # [N, T]
+    if how == "token_mean":
+        return (per_token * m).sum() / m.sum().clamp(min=1.0)
+    if how == "seq_mean_token_mean":
+        per_seq = (per_token * m).sum(-1) / m.sum(-1).clamp(min=1.0)      # [N]
+        return per_seq.mean()
+    if how == "seq_sum_const":
+        return (per_token * m).sum() / (per_token.shape[0] * max(max_len, 1))
+    raise ValueError(f"unknown aggregation {how!r}")
+
+
+def policy_loss(
+    logp: torch.Tensor,          # [N, T] log pi_theta of sampled tokens (with grad)
+    old_logp: torch.Tensor,      # [N, T] log pi_old (sampling distribution)
+    adv: torch.Tensor,           # [N, T] per-token advantage
+    mask: torch.Tensor,          # [N, T] 1 on valid tokens
+    *,
+    eps_low: float,
+    eps_high: float,
+    aggregation: str,
+    max_len: int,
+    kl_coef: float = 0.0,
+    ref_logp: torch.Tensor | None = None,   # [N, T] log pi_ref (no grad)
+    entropy_coef: float = 0.0,
+    entropy: torch.Tensor | None = None,    # [N, T] full-distribution entropy (with grad)
+    token_weight: torch.Tensor | None = None,  # [N, T] per-token gradient gate (e.g. Clip-Cov), 1 = keep
+    extra: torch.Tensor | None = None,         # [N, T] extra per-token loss (e.g. KL-Cov penalty)
+) -> LossParts:
+    ratio = torch.exp(logp - old_logp)                                    # [N, T]
+    clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)           # inf eps = no clipping
+    pg_tok = -torch.minimum(ratio * adv, clipped * adv)                   # [N, T]
+    if token_weight is not None:
+        pg_tok = pg_tok * token_weight
+    per_token = pg_tok
+    if kl_coef > 0:
+        if ref_logp is None:
+            raise ValueError("kl_coef > 0 needs ref_logp")
+        per_token = per_token + kl_coef * kl_k3(logp, ref_logp)
+    if entropy_coef != 0:
+        if entropy is None:
+            raise ValueError("entropy_coef != 0 needs the entropy")
+        per_token = per_token - entropy_coef * entropy
+    if extra is not None:
+        per_token = per_token + extra
+    loss = aggregate(per_token, mask, aggregation, max_len)
+    pg = aggregate(pg_tok.detach(), mask, aggregation, max_len)
+    return LossParts(loss=loss, pg=pg, ratio=ratio.detach())

@@ -1,0 +1,191 @@
+"""Batched sampling with a KV cache: G samples per prompt, their sampling log-probs and
+the full-distribution entropy at every generated position.
+
+Shapes (the project's glossary): B prompts, G samples per prompt, N = B*G sequences,
+P padded prompt width, T generated positions, V vocabulary.
+
+Sampling is by inverse CDF from uniforms drawn per *row* from that row's own seed, so a
+sample depends only on (its seed, the model), not on batching: evaluation points reuse
+the same seeds (common random numbers) and a resumed run redraws exactly what it lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+#: A logits processor: (input_ids [N, L] so far, scores [N, V]) -> adjusted scores [N, V].
+#: Same call signature as Hugging Face's LogitsProcessor; DLC's memory network plugs in here.
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def row_seed(*parts: object) -> int:
+    """A 63-bit seed from any tuple (e.g. (run seed, 'train', step, problem id, sample))."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled completions (rows ordered prompt-major: row = b*G + g)."""
+
+    prompt_ids: torch.Tensor       # [N, P] left-padded with pad_id
+    prompt_mask: torch.Tensor      # [N, P] 1 on real prompt tokens
+    completion_ids: torch.Tensor   # [N, T] right-padded with pad_id after EOS
+    completion_mask: torch.Tensor  # [N, T] 1 on generated tokens, EOS included
+    sample_logp: torch.Tensor      # [N, T] log-prob of each token under the distribution it was sampled from (pi_old)
+    entropy: torch.Tensor          # [N, T] full-distribution entropy of the sampling policy at each position
+    finished: torch.Tensor         # [N] bool: stopped at EOS (else truncated at max_new_tokens)
+    texts: list[str]               # decoded completions, EOS and padding stripped
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.completion_mask.sum())
+
+    def to(self, device) -> "Rollout":
+        kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Rollout(**kw)
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, P] ids and mask with every sequence right-aligned."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, width - len(s):] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding: [N, L] from a [N, L] attention mask."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _cache_kwarg(model) -> str:
+    """Newer transformers name the KV cache argument ``cache``; older ones ``past_key_values``."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def sample(
+    model,
+    prompts: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    *,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    processors: Sequence[LogitsProcessor] = (),
+    decode: Callable[[list[int]], str] | None = None,
+) -> Rollout:
+    """Sample one completion per entry of ``prompts`` (repeat a prompt G times for a group).
+
+    ``seeds[i]`` fixes row i's uniforms. Stops when every row has produced EOS or after
+    ``max_new_tokens``. With processors, ``sample_logp`` is the log-prob under the
+    adjusted distribution the token was really drawn from (off-policy sampling).
+    """
+    assert len(prompts) == len(seeds), "one seed per row"
+    device = next(model.parameters()).device
+    N, T = len(prompts), max_new_tokens
+    prompt_ids, prompt_mask = left_pad(prompts, pad_id)                  # [N, P]
+    uniforms = torch.stack([torch.rand(T, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                            for s in seeds])                             # [N, T]
+    prompt_ids, prompt_mask, uniforms = prompt_ids.to(device), prompt_mask.to(device), uniforms.to(device)
+
+    from transformers import DynamicCache
+
+    cache = {_cache_kwarg(model): DynamicCache()}
+    attn = prompt_mask
+    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions(attn), use_cache=True, **cache)
+    next_pos = positions(attn)[:, -1:] + 1                               # [N, 1]
+    logits = out.logits[:, -1, :]                                        # [N, V]
+
+    tokens = torch.full((N, T), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((N, T), dtype=torch.float32, device=device)
+    ents = torch.zeros((N, T), dtype=torch.float32, device=device)
+    active = torch.ones(N, dtype=torch.bool, device=device)              # [N] not yet stopped
+    gen_mask = torch.zeros((N, T), dtype=torch.long, device=device)
+    history = prompt_ids
+    for t in range(T):
+        scores = logits.float() / temperature                            # [N, V]
+        logp_policy = torch.log_softmax(scores, dim=-1)                  # [N, V]
+        ents[:, t] = -(logp_policy.exp() * logp_policy).nan_to_num().sum(-1)
+        if processors:
+            for proc in processors:
+                scores = proc(history, scores)
+            logp_sample = torch.log_softmax(scores, dim=-1)              # [N, V]
+        else:
+            logp_sample = logp_policy
+        cdf = logp_sample.exp().double().cumsum(-1)                      # [N, V]
+        u = uniforms[:, t : t + 1] * cdf[:, -1:]                         # [N, 1]
+        tok = torch.searchsorted(cdf, u).clamp(max=cdf.shape[-1] - 1).squeeze(-1)  # [N]
+        tok = torch.where(active, tok, torch.full_like(tok, pad_id))
+        tokens[:, t] = tok
+        logps[:, t] = logp_sample.gather(-1, tok[:, None]).squeeze(-1) * active
+        gen_mask[:, t] = active.long()
+        active = active & (tok != eos_id)
+        if not bool(active.any()) or t == T - 1:
+            break
+        attn = torch.cat([attn, torch.ones((N, 1), dtype=attn.dtype, device=device)], dim=1)
+        if processors:
+            history = torch.cat([history, tok[:, None]], dim=1)
+        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True, **cache)
+        next_pos = next_pos + 1
+        logits = out.logits[:, -1, :]
+
+    width = int(gen_mask.sum(1).max().item()) if N else 0                # trim unused columns
+    tokens, logps, ents, gen_mask = tokens[:, :width], logps[:, :width], ents[:, :width], gen_mask[:, :width]
+    ents = ents * gen_mask
+    finished = ((tokens == eos_id) & gen_mask.bool()).any(-1)
+    texts = []
+    if decode is not None:
+        for row, m in zip(tokens.tolist(), gen_mask.tolist()):
+            ids = [tk for tk, keep in zip(row, m) if keep and tk != eos_id]
+            texts.append(decode(ids))
+    return Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts)
+
+
+def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False):
+    """Teacher-forced log-probs of the completion tokens: ([N, T] log pi, [N, T] entropy or None).
+
+    Runs with gradients when the caller has them enabled (the training forward); the
+    same function under ``torch.no_grad()`` and ``model.disable_adapter()`` gives the
+    reference policy.
+    """
+    P = rollout.prompt_ids.shape[1]
+    ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)          # [N, P+T]
+    mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)       # [N, P+T]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits
+    logits = logits[:, P - 1 : -1, :].float() / temperature                      # [N, T, V]
+    logp_all = torch.log_softmax(logits, dim=-1)                                 # [N, T, V]
+    logp = logp_all.gather(-1, rollout.completion_ids[..., None]).squeeze(-1)    # [N, T]
+    ent = None
+    if with_entropy:
+        ent = -(logp_all.exp() * logp_all).nan_to_num().sum(-1)                  # [N, T]
+    return logp, ent
+
+
+def rollout_from_texts(tokenizer, prompts: Sequence[Sequence[int]], completions: Sequence[str]) -> Rollout:
+    """A Rollout for given completions (EOS appended), for teacher-forced scoring."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    comp = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eos] for c in completions]
+    prompt_ids, prompt_mask = left_pad(prompts, pad)
+    width = max(len(c) for c in comp)
+    ids = torch.full((len(comp), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(comp), width), dtype=torch.long)
+    for i, c in enumerate(comp):
+        ids[i, : len(c)] = torch.as_tensor(c)
+        mask[i, : len(c)] = 1
+    zeros = torch.zeros(ids.shape)
+    return Rollout(prompt_ids, prompt_mask, ids, mask, zeros, zeros, torch.ones(len(comp), dtype=torch.bool),
+                   list(completions))

@@ -1,0 +1,544 @@
+"""The Session: one RLVR run, stepped from Python, the CLI, a notebook or the dashboard.
+
+One step:  apply pending commands -> pick B prompts -> sample G completions each ->
+verify -> strategy (reward transform -> estimator -> calibrations) -> clipped surrogate
+(+ KL, entropy) -> AdamW on the LoRA weights -> metrics -> one store transaction.
+
+Shapes: B prompts, G samples per prompt, N = B*G sequences, T generated positions.
+Seeds are derived per (run seed, step, problem, sample), so a run is deterministic and a
+resumed run recomputes exactly the steps it lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.config import RunConfig
+from workbench.errors import CheckpointError, ConfigError, TrainingError, WorkbenchError
+from workbench.evaluation import EvalResult, evaluate_model
+from workbench.losses import policy_loss
+from workbench.metrics import (
+    SuccessHistory,
+    advantage_stats,
+    approx_kl,
+    boundary_summary,
+    clip_fractions,
+    collapse_summary,
+    group_split,
+    logprob_advantage_cov,
+    masked_mean,
+    mode_stats,
+    oversharpening_summary,
+    sequence_logprobs,
+)
+from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
+from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
+from workbench.store import RunStore
+from workbench.strategies import GroupBatch, build_strategy
+from workbench.tasks import get_task
+
+#: Commands a session understands (sent through the store by any process).
+COMMANDS = ("pause", "resume", "stop", "step", "evaluate", "checkpoint", "set_strategy")
+
+
+class Session:
+    """A LoRA RLVR run. ``Session(config)`` starts a new run in the store;
+    ``Session.resume(run_id)`` continues one from its last checkpoint."""
+
+    def __init__(self, config: RunConfig | dict | None = None, *, store: RunStore | None = None,
+                 _run_id: str | None = None, **overrides: Any):
+        if config is None:
+            config = RunConfig()
+        elif isinstance(config, dict):
+            config = RunConfig.from_dict(config)
+        if overrides:
+            config = config.override(overrides)
+        self.config = config.validate()
+        cfg = self.config
+        self.store = store or RunStore(cfg.workspace)
+        self.task = get_task(cfg.task.name, **cfg.task.params)
+        self.train_problems = self.task.load_split(cfg.task.train_split)
+        if not self.train_problems:
+            raise ConfigError(f"task.train_split = {cfg.task.train_split!r} of {cfg.task.name!r} has no problems")
+        eval_problems = self.task.load_split(cfg.task.eval_split)
+        if cfg.eval.max_problems:
+            eval_problems = eval_problems[: cfg.eval.max_problems]
+        self.eval_sets = {"eval": eval_problems}
+        if cfg.eval.seen_problems:
+            rng = random.Random(row_seed(cfg.seed, "seen"))
+            k = min(cfg.eval.seen_problems, len(self.train_problems))
+            self.eval_sets["seen"] = sorted(rng.sample(self.train_problems, k), key=lambda p: p.id)
+        self.strategy = build_strategy(cfg.strategy, cfg.strategy_params)
+
+        model, self.tokenizer, self.model_info = load_model_and_tokenizer(cfg.model)
+        self.model = add_lora(model, cfg.lora, seed=cfg.seed)
+        self.model.train()
+        self.device = self.model_info["device"]
+        self.lora_params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.lora_params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                           betas=(cfg.optim.beta1, cfg.optim.beta2))
+        self.max_new_tokens = cfg.rollout.max_new_tokens or int(getattr(self.task, "max_new_tokens", 64))
+        self.use_chat = bool(self.model_info["chat_template"])
+        self._prompt_cache: dict[str, list[int]] = {}
+        self.history = SuccessHistory()
+        self.step_count = 0
+        self.base: dict[str, dict[str, dict]] = {}     # split -> problem id -> base eval row
+        self._bank: dict[str, list[dict]] = {}         # split -> banked base modes
+        self.paused = False
+        self.stopped = False
+        self._steps_allowed: int | None = None          # "step N" while paused
+        self._last_eval_step = -1
+        self._last_ckpt_step = -1
+        if _run_id is None:
+            self.run_id = self.store.create_run(self.resolved_config(), name=cfg.name or None, strategy=cfg.strategy)
+            self.store.add_event(self.run_id, 0, "strategy", self.strategy.describe())
+        else:
+            self.run_id = _run_id
+
+    # ------------------------------------------------------------------ public API
+    def resolved_config(self) -> dict:
+        d = self.config.to_dict()
+        d["resolved"] = {"model": self.model_info, "max_new_tokens": self.max_new_tokens,
+                         "num_train_problems": len(self.train_problems),
+                         "num_eval_problems": {k: len(v) for k, v in self.eval_sets.items()}}
+        return d
+
+    @classmethod
+    def resume(cls, run_id: str, workspace: str | os.PathLike = "runs", **overrides: Any) -> "Session":
+        """Continue ``run_id`` from its last checkpoint. Store rows written after that
+        checkpoint are dropped and recomputed (same seeds), so no step is duplicated or
+        missing. ``overrides`` (dotted config fields) may change e.g. ``steps``."""
+        store = RunStore(workspace)
+        run = store.get_run(run_id)
+        cfg_dict = {k: v for k, v in run["config"].items() if k != "resolved"}
+        cfg = RunConfig.from_dict(cfg_dict)
+        if overrides:
+            cfg = cfg.override(overrides)
+        cfg.workspace = str(workspace)
+        sess = cls(cfg, store=store, _run_id=run_id)
+        ck = sess._usable_checkpoint()
+        if ck is not None:
+            sess._load_checkpoint(Path(ck["path"]))
+        store.truncate_after(run_id, sess.step_count)
+        sess._load_base_from_store()
+        if "strategy" in overrides or "strategy_params" in overrides:
+            sess.set_strategy(cfg.strategy, **cfg.strategy_params)
+        if cfg.to_dict() != cfg_dict:
+            store.update_config(run_id, sess.resolved_config())
+        store.set_strategy(run_id, sess.config.strategy)
+        store.add_event(run_id, sess.step_count, "resumed", {"from_step": sess.step_count})
+        return sess
+
+    def run(self, n: int | None = None) -> Iterator[dict]:
+        """Yield one record per training step until ``n`` more steps (default: up to
+        ``config.steps``) are done or a ``stop`` command arrives. Blocks while paused,
+        polling the store's command table."""
+        target = self.step_count + n if n is not None else self.config.steps
+        self.ensure_base()
+        self.store.set_status(self.run_id, "running")
+        try:
+            while self.step_count < target:
+                self.apply_commands()
+                if self.stopped:
+                    break
+                if self.paused and not self._steps_allowed:
+                    time.sleep(0.2)
+                    continue
+                record = self.step(_commands=False)
+                if self._steps_allowed:
+                    self._steps_allowed -= 1
+                    if self._steps_allowed == 0:
+                        self._steps_allowed = None
+                        self.paused = True
+                        self.store.set_status(self.run_id, "paused")
+                yield record
+            if self._last_eval_step != self.step_count:
+                self.evaluate()
+            if self._last_ckpt_step != self.step_count:
+                self.checkpoint()
+        except GeneratorExit:  # the caller stopped iterating: the run can be resumed
+            self.store.set_status(self.run_id, "stopped")
+            raise
+        except BaseException:
+            self.store.set_status(self.run_id, "failed")
+            raise
+        self.store.set_status(self.run_id, "stopped" if self.stopped else "finished")
+
+    def step(self, _commands: bool = True) -> dict:
+        """One training step; returns its scalar record (also written to the store)."""
+        if _commands:
+            self.apply_commands()
+        self.ensure_base()
+        cfg = self.config
+        s = self.step_count + 1
+        G, B = cfg.rollout.group_size, cfg.rollout.prompts_per_step
+        t_start = time.perf_counter()
+
+        # 1. rollouts ------------------------------------------------------------
+        problems = self._select_prompts(s)                                        # [B]
+        prompts = self._prompt_ids(problems)
+        rows = [prompts[b] for b in range(B) for _ in range(G)]                   # [N]
+        seeds = [row_seed(cfg.seed, "train", s, problems[b].id, g) for b in range(B) for g in range(G)]
+        self.model.eval()
+        ro = sample(self.model, rows, seeds, max_new_tokens=self.max_new_tokens,
+                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+                    temperature=cfg.rollout.temperature, decode=self._decode)
+        self.model.train()
+        t_rollout = time.perf_counter()
+
+        # 2. rewards -> advantages ----------------------------------------------------
+        verdicts = self.task.verify_batch([problems[i // G] for i in range(len(rows))], ro.texts)
+        rewards = torch.tensor([v.reward for v in verdicts], dtype=torch.float32).view(B, G)   # [B, G]
+        correct = torch.tensor([v.correct for v in verdicts]).view(B, G)                      # [B, G]
+        parsed = torch.tensor([v.parsed for v in verdicts]).view(B, G)                        # [B, G]
+        mask = ro.completion_mask.float()                                                     # [N, T]
+        seq_entropy = ((ro.entropy * mask).sum(-1) / mask.sum(-1).clamp(min=1)).view(B, G)    # [B, G]
+        batch = GroupBatch(problem_ids=[p.id for p in problems], rewards=rewards, correct=correct, parsed=parsed,
+                           answers=[[verdicts[b * G + g].answer for g in range(G)] for b in range(B)],
+                           entropy=seq_entropy, step=s, history=self.history, seed=cfg.seed)
+        out = self.strategy.advantages(batch)
+        adv_tok = out.advantage.reshape(-1, 1).to(self.device).expand_as(mask)                # [N, T]
+        t_reward = time.perf_counter()
+
+        # 3. update ---------------------------------------------------------------------
+        loss_cfg = self._loss_settings()
+        need_ref = loss_cfg["kl_coef"] > 0 or True  # KL to the reference is logged every step
+        ref_logp = None
+        if need_ref:
+            with torch.no_grad(), self.model.disable_adapter():
+                ref_logp, _ = token_logprobs(self.model, ro, cfg.rollout.temperature)            # [N, T]
+        old_logp = ro.sample_logp                                                            # [N, T]
+        clip_stats: list[dict] = []
+        grad_norms, losses, kl_old = [], [], 0.0
+        logp = old_logp
+        for u in range(cfg.optim.updates_per_batch):
+            logp, ent = token_logprobs(self.model, ro, cfg.rollout.temperature,
+                                       with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
+            if u == cfg.optim.updates_per_batch - 1:
+                kl_old = approx_kl(logp.detach(), old_logp, mask)
+            parts = policy_loss(logp, old_logp, adv_tok, mask, eps_low=loss_cfg["eps_low"],
+                                eps_high=loss_cfg["eps_high"], aggregation=loss_cfg["aggregation"],
+                                max_len=self.max_new_tokens, kl_coef=loss_cfg["kl_coef"], ref_logp=ref_logp,
+                                entropy_coef=loss_cfg["entropy_coef"], entropy=ent)
+            if not torch.isfinite(parts.loss):
+                self._fail(s, f"the loss is {parts.loss.item()} at step {s} (update {u + 1})",
+                           "Lower optim.lr, raise optim.max_grad_norm clipping, or check the strategy's parameters")
+            clip_stats.append(clip_fractions(parts.ratio, adv_tok, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
+            self.optimizer.zero_grad(set_to_none=True)
+            parts.loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(self.lora_params, cfg.optim.max_grad_norm or float("inf"))
+            if not torch.isfinite(gn):
+                self._fail(s, f"the gradient norm is {gn.item()} at step {s}", "Lower optim.lr")
+            self.optimizer.step()
+            grad_norms.append(float(gn))
+            losses.append(float(parts.loss))
+        t_update = time.perf_counter()
+
+        # 4. metrics ----------------------------------------------------------------------
+        N_tok = float(mask.sum())
+        c = correct.sum(1)                                                                   # [B]
+        scalars: dict[str, float] = {
+            "train/reward_mean": float(rewards.mean()),
+            "train/reward_transformed_mean": float(out.reward.mean()),
+            "train/pass@1": float(correct.float().mean()),
+            "train/parse_error_frac": float((~parsed).float().mean()),
+            "train/loss": sum(losses) / len(losses),
+            "train/grad_norm": sum(grad_norms) / len(grad_norms),
+            "train/entropy": float(masked_mean(ro.entropy, mask)),
+            "train/logp_adv_cov": logprob_advantage_cov(old_logp, adv_tok, mask),
+            "train/kl_old": kl_old,
+            "train/kl_ref": approx_kl(ref_logp, old_logp, mask) if ref_logp is not None else float("nan"),
+            "train/completion_len": N_tok / len(rows),
+            "train/truncated_frac": float((~ro.finished).float().mean()),
+            "train/num_tokens": N_tok,
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+        }
+        scalars.update(group_split(correct))
+        scalars.update(advantage_stats(out.advantage))
+        for key in clip_stats[0]:
+            scalars[key] = sum(cs[key] for cs in clip_stats) / len(clip_stats)
+        upd_tokens = N_tok * cfg.optim.updates_per_batch
+        scalars.update({
+            "time/rollout": t_rollout - t_start,
+            "time/reward": t_reward - t_rollout,
+            "time/update": t_update - t_reward,
+            "perf/rollout_tok_s": N_tok / max(t_rollout - t_start, 1e-9),
+            "perf/update_tok_s": upd_tokens / max(t_update - t_reward, 1e-9),
+        })
+        self.history.update(s, batch.problem_ids, c.tolist(), G)
+        problem_rows, samples = [], []
+        for b, prob in enumerate(problems):
+            vs = verdicts[b * G : (b + 1) * G]
+            ms = mode_stats([v.mode_key if v.correct else None for v in vs])
+            problem_rows.append({"problem_id": prob.id, "split": "train", "n": G, "c": int(c[b]),
+                                 "num_modes": ms["num_modes"], "mode_counts": ms["counts"],
+                                 "reward_mean": float(rewards[b].mean()), "adv_abs_mean": float(out.advantage[b].abs().mean())})
+            for g in range(min(2, G)):
+                v = vs[g]
+                samples.append({"problem_id": prob.id, "completion": ro.texts[b * G + g], "reward": float(v.reward),
+                                "correct": bool(v.correct), "mode_key": v.mode_key})
+        t_metrics = time.perf_counter()
+        scalars["time/metrics"] = t_metrics - t_update
+        scalars["time/step"] = t_metrics - t_start
+        self.store.write_step(self.run_id, s, scalars, problem_rows, samples)
+        self.step_count = s
+
+        every, ck_every = cfg.eval.every, cfg.checkpoint_every
+        if every and s % every == 0:
+            self.evaluate()
+        if ck_every and s % ck_every == 0:
+            self.checkpoint()
+        return {"step": s, **scalars}
+
+    # ------------------------------------------------------------------ evaluation
+    def ensure_base(self) -> None:
+        """Evaluate the base model (adapter disabled) once, at step 0, and bank its modes."""
+        if len(self.base) == len(self.eval_sets):
+            return
+        self._load_base_from_store()
+        todo = [split for split in self.eval_sets if split not in self.base]
+        for split in todo:
+            with self.model.disable_adapter():
+                res = self._evaluate_split(split)
+                bank = self._bank_modes(split, res)
+            self.base[split] = {p["problem_id"]: p for p in res.problems}
+            self._bank[split] = bank
+            summary = dict(res.summary)
+            if bank:
+                summary["sharpen/num_banked"] = float(len(bank))
+            self.store.write_bank(self.run_id, [{**b, "problem_id": f"{split}:{b['problem_id']}"} for b in bank])
+            self.store.write_evaluation(self.run_id, 0, "base", split, summary, res.problems, res.samples)
+        if todo:
+            self.store.add_event(self.run_id, 0, "evaluation", {"label": "base"})
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the current policy on every evaluation split; store and return the
+        summary (eval/, collapse/, boundary/, sharpen/ keys; 'seen' split keys prefixed)."""
+        self.ensure_base()
+        merged: dict[str, float] = {}
+        for split in self.eval_sets:
+            res = self._evaluate_split(split)
+            summary = dict(res.summary)
+            base = self.base.get(split, {})
+            base_rows = [base.get(p["problem_id"]) for p in res.problems]
+            rows_now = [p for p, b in zip(res.problems, base_rows) if b is not None]
+            rows_base = [b for b in base_rows if b is not None]
+            summary.update(collapse_summary(rows_now, rows_base))
+            k_big = max(k for k in res.pass_at_k())
+            summary.update(boundary_summary({pid: (r["n"], r["c"]) for pid, r in base.items()},
+                                            {p["problem_id"]: (p["n"], p["c"]) for p in res.problems}, k_big))
+            for p, b in zip(res.problems, base_rows):
+                if b is not None:
+                    from workbench.metrics import collapse_index
+
+                    p["collapse_index"] = collapse_index(p["mode_entropy"], b["mode_entropy"])
+                    p["base_c"] = b["c"]
+            bank = self._bank.get(split) or []
+            if bank:
+                logp_now = self._bank_logprobs(split, bank)
+                ids = [b["problem_id"] for b in bank]
+                summary.update(oversharpening_summary(ids, logp_now, [b["ref_logprob"] for b in bank]))
+                per_pid: dict[str, list[float]] = {}
+                for b, lp in zip(bank, logp_now):
+                    per_pid.setdefault(b["problem_id"], []).append(float(lp - b["ref_logprob"]))
+                for p in res.problems:
+                    if p["problem_id"] in per_pid:
+                        p["bank_logratios"] = per_pid[p["problem_id"]]
+            summary = {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}
+            self.store.write_evaluation(self.run_id, self.step_count, "policy", split, summary, res.problems, res.samples)
+            prefix = "" if split == "eval" else f"{split}/"
+            merged.update({prefix + k: v for k, v in summary.items()})
+        self.store.add_event(self.run_id, self.step_count, "evaluation", {"label": "policy"})
+        self._last_eval_step = self.step_count
+        return merged
+
+    def _evaluate_split(self, split: str) -> EvalResult:
+        e = self.config.eval
+        return evaluate_model(self.model, self.tokenizer, self.task, self.eval_sets[split], n=e.n, ks=e.ks or None,
+                              seed=e.seed, temperature=e.temperature, max_new_tokens=self.max_new_tokens,
+                              chunk_size=self.config.rollout.chunk_size, use_chat=self.use_chat,
+                              samples_kept=e.samples_kept)
+
+    def _bank_modes(self, split: str, res: EvalResult) -> list[dict]:
+        """Distinct correct base completions (at most bank_cap per problem) with their
+        exact reference log-prob (teacher-forced, adapter disabled by the caller)."""
+        cap = self.config.eval.bank_cap
+        bank = [{"problem_id": pid, "mode_key": key, "completion": text}
+                for pid, ex in res.examples.items() for key, text in list(ex.items())[:cap]]
+        if bank:
+            for b, lp in zip(bank, self._bank_logprobs(split, bank)):
+                b["ref_logprob"] = float(lp)
+        return bank
+
+    @torch.no_grad()
+    def _bank_logprobs(self, split: str, bank: list[dict]) -> list[float]:
+        by_id = {p.id: p for p in self.eval_sets[split]}
+        out: list[float] = []
+        chunk = self.config.rollout.chunk_size
+        for start in range(0, len(bank), chunk):
+            part = bank[start : start + chunk]
+            prompts = self._prompt_ids([by_id[b["problem_id"]] for b in part])
+            ro = rollout_from_texts(self.tokenizer, prompts, [b["completion"] for b in part]).to(self.device)
+            logp, _ = token_logprobs(self.model, ro, 1.0)
+            out.extend(sequence_logprobs(logp, ro.completion_mask).tolist())
+        return out
+
+    def _load_base_from_store(self) -> None:
+        evs = self.store.evaluations(self.run_id, label="base")
+        if not evs:
+            return
+        bank = self.store.bank(self.run_id)
+        for ev in evs:
+            self.base[ev["split"]] = {p["problem_id"]: p for p in self.store.eval_problems(self.run_id, ev["eval_id"])}
+            prefix = f"{ev['split']}:"
+            self._bank[ev["split"]] = [{**b, "problem_id": b["problem_id"][len(prefix):]}
+                                       for b in bank if b["problem_id"].startswith(prefix)]
+
+    # ------------------------------------------------------------------ control
+    def set_strategy(self, spec: str, **params: Any) -> None:
+        """Switch strategy at the next step boundary (recorded as an event)."""
+        self.strategy = build_strategy(spec, params)
+        self.config.strategy, self.config.strategy_params = spec, dict(params)
+        self.store.set_strategy(self.run_id, spec)
+        self.store.add_event(self.run_id, self.step_count, "strategy", self.strategy.describe())
+
+    def pause(self) -> None:
+        self.paused = True
+        self.store.set_status(self.run_id, "paused")
+        self.store.add_event(self.run_id, self.step_count, "pause", {})
+
+    def apply_commands(self) -> None:
+        """Apply commands other processes wrote to the store, oldest first."""
+        for cmd in self.store.pending_commands(self.run_id):
+            kind, payload = cmd["kind"], cmd.get("payload") or {}
+            try:
+                if kind == "pause":
+                    self.pause()
+                elif kind == "resume":
+                    self.paused, self._steps_allowed = False, None
+                    self.store.set_status(self.run_id, "running")
+                    self.store.add_event(self.run_id, self.step_count, "resume", {})
+                elif kind == "stop":
+                    self.stopped = True
+                    self.store.add_event(self.run_id, self.step_count, "stop", {})
+                elif kind == "step":
+                    self._steps_allowed = int(payload.get("n", 1))
+                elif kind == "evaluate":
+                    self.evaluate()
+                elif kind == "checkpoint":
+                    self.checkpoint()
+                elif kind == "set_strategy":
+                    self.set_strategy(payload["strategy"], **payload.get("params", {}))
+                else:
+                    raise ConfigError(f"unknown command {kind!r}; valid: {', '.join(COMMANDS)}")
+            except (WorkbenchError, KeyError, ValueError) as exc:
+                self.store.mark_command(cmd["id"], "rejected", self.step_count, str(exc))
+                continue
+            self.store.mark_command(cmd["id"], "applied", self.step_count)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> Path:
+        """Write adapter, optimiser and session state atomically, then record it."""
+        from safetensors.torch import save_file
+
+        final = self.store.checkpoint_dir(self.run_id, self.step_count)
+        tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            save_file({n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if p.requires_grad},
+                      str(tmp / "adapter.safetensors"))
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            state = {"step": self.step_count, "history": self.history.to_json(), "strategy": self.config.strategy,
+                     "strategy_params": self.config.strategy_params, "paused": self.paused,
+                     "torch_rng": torch.get_rng_state().tolist()}
+            (tmp / "state.json").write_text(json.dumps(state))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(f"could not write the checkpoint of run {self.run_id} at step {self.step_count} "
+                                  f"to {final}: {exc}. The store and earlier checkpoints are intact; free disk "
+                                  f"space or fix permissions, then call checkpoint() again") from exc
+        self.store.record_checkpoint(self.run_id, self.step_count, str(final))
+        self.store.add_event(self.run_id, self.step_count, "checkpoint", {"path": str(final)})
+        self._last_ckpt_step = self.step_count
+        return final
+
+    def _usable_checkpoint(self) -> dict | None:
+        for ck in sorted(self.store.checkpoints(self.run_id), key=lambda c: c["step"], reverse=True):
+            p = Path(ck["path"])
+            if (p / "state.json").is_file() and (p / "adapter.safetensors").is_file():
+                return ck
+        return None
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(str(path / "adapter.safetensors"))
+            state = json.loads((path / "state.json").read_text())
+            opt_state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from exc
+        params = dict(self.model.named_parameters())
+        missing = [n for n in weights if n not in params]
+        if missing:
+            raise CheckpointError(f"checkpoint {path} does not match the model (e.g. {missing[0]}); "
+                                  "was the run's model or LoRA config changed?")
+        with torch.no_grad():
+            for n, w in weights.items():
+                params[n].copy_(w.to(params[n].device))
+        self.optimizer.load_state_dict(opt_state)
+        self.history = SuccessHistory.from_json(state["history"])
+        self.step_count = int(state["step"])
+        self._last_ckpt_step = self.step_count
+        if state.get("strategy"):  # the strategy in force at that step (it may have been switched)
+            self.config.strategy, self.config.strategy_params = state["strategy"], state.get("strategy_params") or {}
+            self.strategy = build_strategy(self.config.strategy, self.config.strategy_params)
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+
+    # ------------------------------------------------------------------ helpers
+    def _loss_settings(self) -> dict[str, Any]:
+        loss = dict(vars(self.config.loss))
+        loss.update(self.strategy.loss_overrides)
+        return loss
+
+    def _select_prompts(self, step: int) -> list:
+        """B training problems for ``step``: a seeded draw without replacement."""
+        rng = random.Random(row_seed(self.config.seed, "prompts", step))
+        B, pool = self.config.rollout.prompts_per_step, self.train_problems
+        if B <= len(pool):
+            return rng.sample(pool, B)
+        return [pool[i % len(pool)] for i in rng.sample(range(B), B)]
+
+    def _prompt_ids(self, problems) -> list[list[int]]:
+        todo = [p for p in problems if p.id not in self._prompt_cache]
+        if todo:
+            for p, ids in zip(todo, encode_prompts(self.tokenizer, self.task, todo, self.use_chat)):
+                self._prompt_cache[p.id] = ids
+        return [self._prompt_cache[p.id] for p in problems]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _fail(self, step: int, what: str, remedy: str) -> None:
+        msg = (f"{what}. Nothing of step {step} was stored; the store keeps steps 1..{step - 1}. {remedy}; "
+               f"then resume with `workbench train --resume {self.run_id}` (from its last checkpoint).")
+        self.store.set_status(self.run_id, "failed")
+        self.store.add_event(self.run_id, self.step_count, "error", {"message": msg})
+        raise TrainingError(msg)
+
+    def __repr__(self) -> str:
+        return f"Session(run_id={self.run_id!r}, step={self.step_count}, strategy={self.config.strategy!r})"

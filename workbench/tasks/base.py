@@ -1,0 +1,206 @@
+"""The task contract: problems, verdicts, and the ``Task`` interface every family implements.
+
+A task family turns a seed into problems, a problem into a prompt, and a completion into a
+``Verdict``.  The verdict carries a *mode key* for correct completions — the canonical
+identity of the solution — so that "how many different correct solutions does the policy
+still produce" (METRICS.md, mode collapse) is a count of distinct keys.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from workbench.errors import ConfigError, TaskDataError, UnknownNameError
+from workbench.paths import TASKS_DIR
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a family.  ``data`` is family-specific and JSON-serialisable."""
+
+    id: str
+    data: dict = field(hash=False)
+    difficulty: int = 0
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "data": self.data, "difficulty": self.difficulty}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Problem":
+        if not isinstance(d, dict) or "id" not in d or not isinstance(d.get("data"), dict):
+            raise TaskDataError(
+                f"not a problem record: {str(d)[:120]!r}; expected an object with keys "
+                "'id', 'data' (an object) and optionally 'difficulty'"
+            )
+        return cls(id=str(d["id"]), data=d["data"], difficulty=int(d.get("difficulty", 0)))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one completion.
+
+    ``parsed`` False is a parse error (the completion is not an answer of the task's form);
+    ``answer`` is the parsed answer as canonical text (for majority-vote rewards), even when
+    wrong; ``mode_key`` identifies a *correct* solution and is None otherwise.
+    """
+
+    reward: float
+    correct: bool
+    parsed: bool
+    answer: str | None
+    mode_key: str | None
+
+
+#: The verdict for a completion that does not parse.
+UNPARSED = Verdict(reward=0.0, correct=False, parsed=False, answer=None, mode_key=None)
+
+
+def graded(correct: bool, answer: str, mode_key: str | None) -> Verdict:
+    """A parsed verdict with a 0/1 reward; the mode key is dropped unless correct."""
+    return Verdict(
+        reward=1.0 if correct else 0.0,
+        correct=correct,
+        parsed=True,
+        answer=answer,
+        mode_key=mode_key if correct else None,
+    )
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, collapse whitespace, strip: the mode key for answers without structure."""
+    return _WS.sub(" ", str(text)).strip().lower()
+
+
+class Task(ABC):
+    """A task family.  Subclasses set ``name`` and implement the abstract methods.
+
+    ``params`` holds the constructor arguments so a run can record how to rebuild the task.
+    """
+
+    name: str = ""
+    params: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.params = {}
+
+    # -- problems -------------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
+        """``n`` problems, deterministic in ``seed``; ``difficulty`` None mixes levels."""
+
+    @abstractmethod
+    def prompt(self, problem: Problem) -> str:
+        """Compact raw-text prompt; the completion follows it directly."""
+
+    @abstractmethod
+    def instruction(self, problem: Problem) -> str:
+        """Natural-language instruction for chat models; states the answer format."""
+
+    @abstractmethod
+    def verify(self, problem: Problem, completion: str) -> Verdict:
+        """Grade the generated text (EOS stripped).  Never raises on garbage text."""
+
+    def verify_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Verdict]:
+        """Verify aligned lists (e.g. a flattened ``[B, G]`` group batch)."""
+        if len(problems) != len(completions):
+            raise ConfigError(
+                f"verify_batch got {len(problems)} problems but {len(completions)} completions; "
+                "pass one problem per completion (repeat each problem G times for a group)"
+            )
+        return [self.verify(p, c) for p, c in zip(problems, completions)]
+
+    def solutions(self, problem: Problem, limit: int | None = None) -> list[str]:
+        """Distinct valid completions, one per mode (for supervised pretraining)."""
+        raise NotImplementedError(f"task {self.name!r} cannot enumerate solutions")
+
+    # -- fixed splits ---------------------------------------------------------------------
+    def split_names(self) -> list[str]:
+        return ["train", "eval"]
+
+    def build_splits(self) -> dict[str, list[Problem]]:
+        """The fixed splits, computed deterministically (synthetic families only)."""
+        raise NotImplementedError(f"task {self.name!r} has no generated splits")
+
+    def load_split(self, split: str, data_dir: str | Path | None = None) -> list[Problem]:
+        """Read ``<data_dir>/<name>/<split>.jsonl`` written by ``write_splits``."""
+        if split not in self.split_names():
+            raise UnknownNameError("split", split, self.split_names(), f"task {self.name!r}")
+        path = Path(data_dir or TASKS_DIR) / self.name / f"{split}.jsonl"
+        if not path.is_file():
+            raise TaskDataError(
+                f"split file {path} is missing; regenerate it with "
+                f"`python -m workbench.tasks write-splits --task {self.name}`"
+            )
+        return [Problem.from_json(rec) for _, rec in read_jsonl(path)]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a bad line is a TaskDataError."""
+    out: list[tuple[int, dict]] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TaskDataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); fix or remove that line") from e
+            if not isinstance(rec, dict):
+                raise TaskDataError(f"{path}, line {lineno}: expected a JSON object, got {type(rec).__name__}")
+            out.append((lineno, rec))
+    return out
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def write_splits(task: Task, data_dir: str | Path = TASKS_DIR) -> list[Path]:
+    """Write ``task.build_splits()`` to ``<data_dir>/<task.name>/<split>.jsonl``."""
+    paths = []
+    for split, problems in task.build_splits().items():
+        path = Path(data_dir) / task.name / f"{split}.jsonl"
+        write_jsonl(path, (p.to_json() for p in problems))
+        paths.append(path)
+    return paths
+
+
+def holdout_indices(n: int, eval_size: int | None, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` into (train, eval) index lists, deterministic in ``seed``.
+
+    ``eval_size`` None takes a quarter of the records (at most 500), so a small sample
+    file still gets an eval split.  Both lists keep the source order.
+    """
+    if eval_size is None:
+        eval_size = min(n // 4, 500)
+    if not 0 <= eval_size <= n:
+        raise ConfigError(f"eval_size={eval_size} is outside 0..{n} (the number of records)")
+    held = set(random.Random(seed).sample(range(n), eval_size))
+    return [i for i in range(n) if i not in held], sorted(held)
+
+
+def proportional_counts(sizes: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` over groups in proportion to ``sizes`` (largest remainder, ties to the first)."""
+    whole = sum(sizes)
+    exact = [s * total / whole for s in sizes]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts

@@ -1,0 +1,184 @@
+"""GSM8K-style word problems loaded with ``datasets`` from a local file or the Hub.
+
+The gold answer is the number after ``####`` in the answer field.  A completion's final
+answer is the number after its last ``####``, else its last number; they are compared
+numerically.  Free-text reasoning has no canonical structure, so the mode key is the
+normalised completion text (METRICS.md's fallback).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from workbench.errors import TaskDataError, UnknownNameError
+from workbench.paths import TASKS_DIR
+from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, graded, holdout_indices, normalize_text
+
+SAMPLE_PATH = TASKS_DIR / "gsm8k_sample.jsonl"
+TOLERANCE = 1e-6
+_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+# A minus sign counts only when it does not follow a word ("3-4" is a range, not -4);
+# commas only as thousands separators, so "1,2,3" is three numbers.
+_NUMBER = re.compile(r"(?:(?<![\w)])-)?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+
+
+def canonical_number(text: str) -> str | None:
+    """``"$1,234.50"`` -> ``"1234.5"``; None if ``text`` is not a number."""
+    text = text.strip().rstrip(".")
+    if not _NUMBER.fullmatch(text):
+        return None
+    try:
+        d = Decimal(text.replace(",", "").replace("$", ""))
+    except InvalidOperation:
+        return None
+    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
+
+
+def final_answer(text: str) -> str | None:
+    """The number after the last ``####`` if there is one, else the last number in the text."""
+    if "####" in text:
+        found = _NUMBER.search(text.rsplit("####", 1)[1])
+        return canonical_number(found.group()) if found else None
+    found = _NUMBER.findall(text)
+    return canonical_number(found[-1]) if found else None
+
+
+def gold_answer(answer: str) -> str | None:
+    """Gold from a GSM8K answer field; a bare number (no ``####``) is accepted too."""
+    if "####" in answer:
+        found = _NUMBER.search(answer.rsplit("####", 1)[1])
+        return canonical_number(found.group()) if found else None
+    return canonical_number(answer)
+
+
+class GSM8K(Task):
+    """Parameters:
+
+    path: a local .json/.jsonl/.csv/.parquet file or a Hub dataset id (default: the shipped
+        24-problem sample).
+    question_field, answer_field: the columns holding the question and the GSM8K answer.
+    config: the Hub dataset configuration (e.g. "main" for openai/gsm8k).
+    eval_size: records held out as ``eval`` when the source has one split (None: a quarter,
+        at most 500); ignored when the source has a "test" or "validation" split.
+    seed: which records are held out.
+    """
+
+    name = "gsm8k"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        question_field: str = "question",
+        answer_field: str = "answer",
+        config: str | None = None,
+        eval_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.path = str(path) if path is not None else str(SAMPLE_PATH)
+        self.question_field, self.answer_field = question_field, answer_field
+        self.config, self.eval_size, self.seed = config, eval_size, seed
+        self.params = dict(path=self.path, question_field=question_field, answer_field=answer_field,
+                           config=config, eval_size=eval_size, seed=seed)
+        self._splits: dict[str, list[Problem]] | None = None
+        if self._is_local():
+            self._load()  # local files are cheap: report a bad file or column now
+
+    # -- loading ----------------------------------------------------------------------------
+    def _is_local(self) -> bool:
+        p = Path(self.path)
+        if p.exists() or p.suffix.lower() in _BUILDERS:
+            if not p.is_file():
+                raise TaskDataError(f"gsm8k data file {p} does not exist; set path= to a .jsonl/.json/.csv/.parquet file or a Hub dataset id")
+            if p.suffix.lower() not in _BUILDERS:
+                raise TaskDataError(f"gsm8k data file {p} has an unsupported extension; use one of {', '.join(_BUILDERS)}")
+            return True
+        return False
+
+    def _load(self) -> dict[str, list[Problem]]:
+        if self._splits is not None:
+            return self._splits
+        import datasets  # heavy: imported only when data is needed
+
+        local = self._is_local()
+        try:
+            if local:
+                builder = _BUILDERS[Path(self.path).suffix.lower()]
+                sources = {"train": datasets.load_dataset(builder, data_files=self.path, split="train")}
+            else:  # a Hub id: needs the network or a warm cache
+                names = datasets.get_dataset_split_names(self.path, self.config)
+                wanted = {"train": "train" if "train" in names else names[0]}
+                held = [s for s in ("test", "validation") if s in names]
+                if held:
+                    wanted["eval"] = held[0]
+                sources = {k: datasets.load_dataset(self.path, self.config, split=s) for k, s in wanted.items()}
+        except Exception as e:  # datasets raises many types: unreadable file, no network, no such id
+            where = f"file {self.path}" if local else f"Hub dataset {self.path!r} (config={self.config!r})"
+            hint = "check the file's format" if local else "check the id and config, or point path= at a local file"
+            raise TaskDataError(f"cannot load gsm8k data from {where}: {type(e).__name__}: {e}; {hint}") from e
+        problems = {k: self._problems(ds, k if len(sources) > 1 else None) for k, ds in sources.items()}
+        if "eval" not in problems:
+            rows = problems["train"]
+            train_idx, eval_idx = holdout_indices(len(rows), self.eval_size, self.seed)
+            problems = {"train": [rows[i] for i in train_idx], "eval": [rows[i] for i in eval_idx]}
+        self._splits = problems
+        return problems
+
+    def _problems(self, ds, split: str | None) -> list[Problem]:
+        cols = list(ds.column_names)
+        for field, param in ((self.question_field, "question_field"), (self.answer_field, "answer_field")):
+            if field not in cols:
+                raise TaskDataError(
+                    f"gsm8k data {self.path} has no column {field!r}; its columns are {cols}. "
+                    f"Set {param}= to the column that holds it."
+                )
+        out = []
+        prefix = f"gsm8k-{split}-" if split else "gsm8k-"
+        for i, (q, a) in enumerate(zip(ds[self.question_field], ds[self.answer_field])):
+            gold = gold_answer(str(a))
+            if gold is None:
+                raise TaskDataError(
+                    f"gsm8k data {self.path}, record {i}: no final number in {self.answer_field!r} "
+                    f"({str(a)[-60:]!r}); answers must end with '#### <number>' or be a number"
+                )
+            steps = str(a).split("####")[0].strip()
+            difficulty = len([line for line in steps.splitlines() if line.strip()])
+            out.append(Problem(f"{prefix}{i:05d}", {"question": str(q), "answer": str(a), "gold": gold}, difficulty))
+        return out
+
+    # -- the task ------------------------------------------------------------------------
+    def split_names(self) -> list[str]:
+        return ["train", "eval"]
+
+    def load_split(self, split: str, data_dir: str | Path | None = None) -> list[Problem]:
+        """``train`` or ``eval`` of the loaded data (``data_dir`` is unused: the data is ``path``)."""
+        if split not in self.split_names():
+            raise UnknownNameError("split", split, self.split_names(), "task 'gsm8k'")
+        return list(self._load()[split])
+
+    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
+        """Not a generator: the first ``n`` train records (fewer if the split is smaller);
+        ``seed`` and ``difficulty`` are ignored."""
+        return self._load()["train"][:n]
+
+    def prompt(self, problem: Problem) -> str:
+        return f"Question: {problem.data['question']}\nAnswer:"
+
+    def instruction(self, problem: Problem) -> str:
+        return (
+            "Solve the following grade-school math problem. Reason step by step, then give the "
+            "final answer on its own line in the form '#### <number>'.\n\n" + problem.data["question"]
+        )
+
+    def verify(self, problem: Problem, completion: str) -> Verdict:
+        answer = final_answer(completion) if isinstance(completion, str) else None
+        if answer is None:
+            return UNPARSED
+        ok = abs(float(Decimal(answer)) - float(Decimal(problem.data["gold"]))) <= TOLERANCE
+        return graded(ok, answer=answer, mode_key=normalize_text(completion))
+
+    def solutions(self, problem: Problem, limit: int | None = None) -> list[str]:
+        """The gold answer text: the one solution the data gives."""
+        return [problem.data["answer"]][: limit if limit is not None else None]
