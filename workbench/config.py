@@ -163,7 +163,12 @@ class RunConfig:
                     raise ConfigError(f"unknown config field {key!r}: {where} has {', '.join(names)}")
                 if i == len(parts) - 1:
                     hint = get_type_hints(target_cls)[part]
-                    node[part] = parse_value(value, hint, key)
+                    if dataclasses.is_dataclass(hint):  # a whole section: merge a mapping into it
+                        if not isinstance(value, dict):
+                            raise ConfigError(f"config section {key!r} must be a mapping of its fields")
+                        node[part] = {**node[part], **value}
+                    else:
+                        node[part] = parse_value(value, hint, key)
                 else:
                     target_cls = get_type_hints(target_cls)[part]
                     if not dataclasses.is_dataclass(target_cls):

@@ -23,7 +23,7 @@ class UnknownNameError(WorkbenchError, ValueError):
         self.kind, self.name, self.valid = kind, name, list(valid or [])
         msg = f"unknown {kind} {name!r}"
         if self.valid:
-            msg += f"; valid {kind}s: {', '.join(sorted(self.valid))}"
+            msg += f"; valid {kind} names: {', '.join(sorted(self.valid))}"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)

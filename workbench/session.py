@@ -241,7 +241,7 @@ class Session:
                 self._fail(s, f"the gradient norm is {gn.item()} at step {s}", "Lower optim.lr")
             self.optimizer.step()
             grad_norms.append(float(gn))
-            losses.append(float(parts.loss))
+            losses.append(parts.loss.item())
         t_update = time.perf_counter()
 
         # 4. metrics ----------------------------------------------------------------------
@@ -492,14 +492,7 @@ class Session:
             opt_state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from exc
-        params = dict(self.model.named_parameters())
-        missing = [n for n in weights if n not in params]
-        if missing:
-            raise CheckpointError(f"checkpoint {path} does not match the model (e.g. {missing[0]}); "
-                                  "was the run's model or LoRA config changed?")
-        with torch.no_grad():
-            for n, w in weights.items():
-                params[n].copy_(w.to(params[n].device))
+        _copy_adapter(self.model, weights, path)
         self.optimizer.load_state_dict(opt_state)
         self.history = SuccessHistory.from_json(state["history"])
         self.step_count = int(state["step"])
@@ -542,3 +535,41 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(run_id={self.run_id!r}, step={self.step_count}, strategy={self.config.strategy!r})"
+
+
+def _copy_adapter(model, weights: dict, path: Path) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n in weights if n not in params]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} does not match the model (e.g. {missing[0]}); "
+                              "was the run's model or LoRA config changed?")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w.to(params[n].device))
+
+
+def load_run_policy(run_id: str, workspace: str | os.PathLike = "runs", step: int | None = None):
+    """(model with the run's adapter at a checkpoint, tokenizer, RunConfig, info) for evaluation,
+    without touching the store. ``step`` None = the last checkpoint."""
+    from safetensors.torch import load_file
+
+    store = RunStore(workspace)
+    run = store.get_run(run_id)
+    cfg = RunConfig.from_dict({k: v for k, v in run["config"].items() if k != "resolved"})
+    cks = store.checkpoints(run_id)
+    if step is not None:
+        cks = [c for c in cks if c["step"] == step]
+    if not cks:
+        have = ", ".join(str(c["step"]) for c in store.checkpoints(run_id)) or "none"
+        raise CheckpointError(f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'} "
+                              f"(checkpoints at steps: {have})")
+    ck = max(cks, key=lambda c: c["step"])
+    model, tok, info = load_model_and_tokenizer(cfg.model)
+    model = add_lora(model, cfg.lora, seed=cfg.seed)
+    try:
+        weights = load_file(str(Path(ck["path"]) / "adapter.safetensors"))
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {ck['path']} is unreadable: {exc}") from exc
+    _copy_adapter(model, weights, Path(ck["path"]))
+    model.eval()
+    return model, tok, cfg, {**info, "step": ck["step"]}

@@ -101,9 +101,13 @@ def add_lora(model, cfg: "LoraConfig", seed: int = 0):
     targets = "all-linear" if cfg.targets.strip() == "all-linear" else [t.strip() for t in cfg.targets.split(",") if t.strip()]
     peft_cfg = PeftLoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                               target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    import warnings
+
     torch.manual_seed(seed)
     try:
-        return get_peft_model(model, peft_cfg)
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated in 5.x
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(model, peft_cfg)
     except ValueError as exc:
         raise ConfigError(f"lora.targets = {cfg.targets!r} does not match the model's modules: {exc}") from exc
 

@@ -88,6 +88,8 @@ class Task(ABC):
 
     name: str = ""
     params: dict[str, Any]
+    #: Default generation limit for this family (``rollout.max_new_tokens = 0`` uses it).
+    max_new_tokens: int = 128
 
     def __init__(self) -> None:
         self.params = {}

@@ -52,6 +52,7 @@ class Countdown(Task):
     """Mode key: the canonical expression (see ``workbench.tasks.expr``)."""
 
     name = "countdown"
+    max_new_tokens = 32
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         """``n`` distinct problems; ``difficulty`` None draws each level with the ``MIX`` shares."""

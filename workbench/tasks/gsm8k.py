@@ -66,6 +66,7 @@ class GSM8K(Task):
     """
 
     name = "gsm8k"
+    max_new_tokens = 256
 
     def __init__(
         self,

@@ -45,6 +45,7 @@ class TwoPrimes(Task):
     """Goldbach pairs.  Either order is accepted; the mode key is the sorted pair."""
 
     name = "two_primes"
+    max_new_tokens = 10  # "197+199" is 7 characters, plus EOS
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         """``n`` problems in seeded random order; past the pool size the order repeats reshuffled."""

@@ -1,0 +1,316 @@
+"""``workbench``: pretrain, train, eval, runs, tasks.
+
+Options of ``train`` are generated from the typed config (``workbench/config.py``): every
+field is ``--section.field VALUE`` (e.g. ``--rollout.group_size 8``), the common ones have
+short aliases, and ``--set KEY=VALUE`` sets any field or a strategy parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from workbench.config import RunConfig, iter_fields
+from workbench.errors import ConfigError, WorkbenchError
+
+ALIASES = {
+    "model.name_or_path": ["--model"],
+    "task.name": ["--task"],
+    "optim.lr": ["--lr"],
+    "rollout.group_size": ["-G", "--group-size"],
+    "rollout.prompts_per_step": ["-B", "--prompts-per-step"],
+    "eval.every": ["--eval-every"],
+    "eval.n": ["--eval-n"],
+}
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="RLVR Collapse Workbench")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a LoRA adapter with RLVR (progress bar, evaluations, checkpoints)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (other options override its config)")
+    p.add_argument("--config", metavar="FILE", help="a JSON file with a (partial) run config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config field (rollout.group_size=8) or a strategy parameter (grpo.eps=1e-6)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for dotted, hint, default, help_text in iter_fields():
+        names = [f"--{dotted}"] + ALIASES.get(dotted, [])
+        if "." not in dotted:
+            names = [f"--{dotted.replace('_', '-')}"] + ([f"--{dotted}"] if "_" in dotted else [])
+        shown = json.dumps(default) if isinstance(default, (dict, list)) else default
+        p.add_argument(*names, dest=f"cfg:{dotted}", default=None, metavar=getattr(hint, "__name__", "V").upper(),
+                       help=f"{help_text} (default: {shown})")
+
+    from workbench.models.pretrain import PretrainConfig
+
+    p = sub.add_parser("pretrain", help="build the embedded tiny base model (tokenizer + Llama) from a synthetic task")
+    for f in dataclasses.fields(PretrainConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"pt:{f.name}", type=type(f.default), default=None,
+                       help=f"{f.metadata.get('help', '')} (default: {f.default})")
+    p.add_argument("--out", help="output folder (default: data/models/<name>)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("eval", help="evaluate a model or a run's checkpoint on a task split (pass@k, entropy, modes)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, help="embedded model name, local folder or Hub id (default: tiny-primes)")
+    src.add_argument("--run", help="evaluate this run's checkpoint (its model, task and adapter)")
+    p.add_argument("--step", type=int, help="with --run: the checkpoint step (default: the last)")
+    p.add_argument("--task", default=None, help="task family (default: two_primes, or the run's)")
+    p.add_argument("--task-params", default=None, help="task parameters as JSON")
+    p.add_argument("--split", default="eval", help="split to evaluate (default: eval)")
+    p.add_argument("--n", type=int, default=64, help="samples per problem (default: 64)")
+    p.add_argument("--ks", default="", help="comma-separated k values (default: 1,2,4,...,n)")
+    p.add_argument("--max-problems", type=int, default=0, help="evaluate at most this many problems")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--max-new-tokens", type=int, default=0, help="0 = the task's default")
+    p.add_argument("--workspace", default="runs", help="run store folder (with --run)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    p = sub.add_parser("runs", help="list runs in the store, or export one to CSV/Parquet")
+    p.add_argument("--workspace", default="runs", help="run store folder (default: runs)")
+    p.add_argument("--export", metavar="RUN", help="export this run's per-step scalars")
+    p.add_argument("--out", help="export path (.csv or .parquet; default: <RUN>.csv)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    sub.add_parser("tasks", help="list task families and their parameters")
+    return parser
+
+
+# ---------------------------------------------------------------------- commands
+def config_from_args(args: argparse.Namespace) -> tuple[RunConfig | None, dict[str, Any]]:
+    """(base config or None when resuming, dotted overrides from the command line)."""
+    overrides: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg:") and value is not None:
+            overrides[key[4:]] = value
+    section_names = {f.name for f in dataclasses.fields(RunConfig)}
+    strategy_params: dict[str, Any] = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set rollout.group_size=8")
+        key, value = item.split("=", 1)
+        if key.split(".")[0] in section_names:
+            overrides[key] = value
+        else:
+            strategy_params[key] = value
+    if strategy_params:
+        overrides["strategy_params"] = strategy_params
+    base = None
+    if args.config:
+        try:
+            base = RunConfig.from_dict(json.loads(Path(args.config).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--config {args.config}: cannot read a JSON config: {exc}") from exc
+    return base, overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from workbench.session import Session
+
+    base, overrides = config_from_args(args)
+    if args.resume:
+        workspace = overrides.pop("workspace", "runs")
+        sess = Session.resume(args.resume, workspace=workspace, **overrides)
+        print(f"resuming run {sess.run_id} at step {sess.step_count}")
+    else:
+        sess = Session(base or RunConfig(), **overrides)
+        print(f"run {sess.run_id}: model {sess.config.model.name_or_path}, task {sess.config.task.name}, "
+              f"strategy {sess.config.strategy}")
+    store_path = Path(sess.store.root).resolve() / "store.sqlite"
+    print(f"run store: {store_path}")
+    if sess.step_count == 0 and not sess.base:
+        print(f"evaluating the base model on {sum(len(v) for v in sess.eval_sets.values())} problems "
+              f"x {sess.config.eval.n} samples ...", flush=True)
+    sess.ensure_base()
+    base_eval = sess.store.evaluations(sess.run_id, label="base", split="eval")
+    if base_eval:
+        print("base: " + _eval_line(base_eval[-1]["summary"]))
+    total = sess.config.steps
+    bar = tqdm(total=total, initial=sess.step_count, desc="train", unit="step", disable=args.quiet, dynamic_ncols=True)
+    n_evals = len(sess.store.evaluations(sess.run_id, label="policy"))
+    try:
+        for rec in sess.run():
+            bar.update(1)
+            bar.set_postfix(reward=f"{rec['train/reward_mean']:.3f}", entropy=f"{rec['train/entropy']:.3f}",
+                            pass1=f"{rec['train/pass@1']:.3f}", refresh=False)
+            evs = sess.store.evaluations(sess.run_id, label="policy", split="eval")
+            if len(evs) > n_evals:
+                n_evals = len(evs)
+                bar.write(f"step {evs[-1]['step']}: " + _eval_line(evs[-1]["summary"]))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted at step {sess.step_count}; resume with: workbench train --resume {sess.run_id}",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    evs = sess.store.evaluations(sess.run_id, label="policy", split="eval")
+    if evs:
+        print(f"final (step {evs[-1]['step']}): " + _eval_line(evs[-1]["summary"]))
+    print(f"run {sess.run_id} {sess.store.get_run(sess.run_id)['status']} at step {sess.step_count}; "
+          f"store: {store_path}")
+    print(f"export: workbench runs --workspace {sess.store.root} --export {sess.run_id} --out {sess.run_id}.csv")
+    return 0
+
+
+def _eval_line(summary: dict[str, float]) -> str:
+    ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith("eval/pass@"))
+    parts = [f"pass@{k} {summary[f'eval/pass@{k}']:.3f}" for k in ks if k in (1, ks[-1]) or k == 8]
+    parts.append(f"unsolved {summary.get('eval/frac_unsolved', float('nan')):.2f}")
+    parts.append(f"modes {summary.get('eval/mean_distinct_correct_modes', float('nan')):.2f}")
+    parts.append(f"entropy {summary.get('eval/mean_entropy', float('nan')):.3f}")
+    if "boundary/gained" in summary:
+        parts.append(f"boundary +{summary['boundary/gained']:.0f}/-{summary['boundary/lost']:.0f}")
+    return ", ".join(parts)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from workbench.models.pretrain import PretrainConfig, pretrain
+
+    kwargs = {k[3:]: v for k, v in vars(args).items() if k.startswith("pt:") and v is not None}
+    cfg = PretrainConfig(**kwargs)
+    report = pretrain(cfg, out_dir=args.out, progress=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"saved to {args.out or 'data/models/' + cfg.name} ({report['params']:,} parameters, "
+              f"{report['train_seconds']} s)")
+        for split in [k for k in report if isinstance(report[k], dict) and "pass@1" in report[k]]:
+            r = report[split]
+            print(f"  {split}: pass@1 {r['pass@1']:.3f}, pass@64 {r.get('pass@64', float('nan')):.3f}, "
+                  f"unsolved {r['frac_unsolved']:.2f}, distinct correct modes {r['mean_distinct_correct_modes']:.2f}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from workbench.evaluation import evaluate_model
+    from workbench.tasks import get_task
+
+    ks = [int(k) for k in args.ks.split(",") if k.strip()] if args.ks else None
+    if ks and max(ks) > args.n:
+        raise ConfigError(f"--n {args.n} is smaller than the largest k in --ks ({max(ks)}); raise --n or drop k > {args.n}")
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n}: expected at least 1 sample per problem")
+    if args.run:
+        from workbench.session import load_run_policy
+
+        model, tok, run_cfg, info = load_run_policy(args.run, workspace=args.workspace, step=args.step)
+        task_name = args.task or run_cfg.task.name
+        params = json.loads(args.task_params) if args.task_params else (run_cfg.task.params if not args.task else {})
+    else:
+        from workbench.config import ModelConfig
+        from workbench.models.loading import load_model_and_tokenizer
+
+        model, tok, info = load_model_and_tokenizer(ModelConfig(name_or_path=args.model or "tiny-primes"))
+        task_name = args.task or "two_primes"
+        params = json.loads(args.task_params) if args.task_params else {}
+    task = get_task(task_name, **params)
+    problems = task.load_split(args.split)
+    if args.max_problems:
+        problems = problems[: args.max_problems]
+    res = evaluate_model(model, tok, task, problems, n=args.n, ks=ks, seed=args.seed, temperature=args.temperature,
+                         max_new_tokens=args.max_new_tokens or task.max_new_tokens, use_chat=bool(info["chat_template"]))
+    s = res.summary
+    out = {
+        "model": info.get("source"), "run": args.run, "step": info.get("step"), "task": task_name, "split": args.split,
+        "pass_at_k": {str(k): v for k, v in res.pass_at_k().items()},
+        "mean_entropy": s["eval/mean_entropy"],
+        "mean_distinct_correct_modes": s["eval/mean_distinct_correct_modes"],
+        "mean_eff_modes": s["eval/mean_eff_modes"],
+        "frac_unsolved": s["eval/frac_unsolved"],
+        "parse_error_frac": s["eval/parse_error_frac"],
+        "n": args.n, "num_problems": len(problems),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{task_name}/{args.split}: {len(problems)} problems x {args.n} samples")
+        print("  " + _eval_line(s))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from workbench.store import RunStore
+
+    store = RunStore(args.workspace)
+    if args.export:
+        out = Path(args.out or f"{args.export}.csv")
+        path = store.export(args.export, out)
+        print(json.dumps({"run_id": args.export, "path": str(path)}) if args.json else f"exported {args.export} to {path}")
+        return 0
+    if not (Path(args.workspace) / "store.sqlite").exists():
+        runs: list[dict] = []
+    else:
+        runs = store.list_runs()
+    rows = []
+    for r in runs:
+        last = store.scalars(r["run_id"], keys=["train/reward_mean", "train/entropy"], since_step=max(r["last_step"] - 1, -1))
+        evs = store.evaluations(r["run_id"], split="eval")
+        rows.append({
+            "run_id": r["run_id"], "name": r["name"], "status": r["status"], "strategy": r["strategy"],
+            "step": r["last_step"], "created_at": r["created_at"],
+            "reward": _last(last.get("train/reward_mean")), "entropy": _last(last.get("train/entropy")),
+            "eval_pass@1": evs[-1]["summary"].get("eval/pass@1") if evs else None,
+            "model": (r.get("config") or {}).get("model", {}).get("name_or_path"),
+            "task": (r.get("config") or {}).get("task", {}).get("name"),
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2, default=_json_default))
+        return 0
+    if not rows:
+        print(f"no runs in {Path(args.workspace).resolve()}")
+        return 0
+    print(f"{'run':<40} {'status':<9} {'strategy':<14} {'step':>5} {'reward':>7} {'entropy':>8} {'pass@1':>7}")
+    for r in rows:
+        print(f"{r['run_id']:<40} {r['status']:<9} {str(r['strategy']):<14} {r['step']:>5} "
+              f"{_fmt(r['reward']):>7} {_fmt(r['entropy']):>8} {_fmt(r['eval_pass@1']):>7}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from workbench.tasks import TASKS, task_params
+
+    for name, cls in TASKS.items():
+        params = ", ".join(f"{k}={v.default!r}" if v.default is not v.empty else k for k, v in task_params(name).items())
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name:<12} {doc}")
+        if params:
+            print(f"{'':<12} params: {params}")
+    return 0
+
+
+def _last(series):
+    return series[-1][1] if series else None
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _json_default(o):
+    return None if isinstance(o, float) and math.isnan(o) else str(o)
+
+
+COMMANDS = {"train": cmd_train, "pretrain": cmd_pretrain, "eval": cmd_eval, "runs": cmd_runs, "tasks": cmd_tasks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
