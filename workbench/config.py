@@ -82,7 +82,7 @@ class EvalConfig:
     ks: list = _f([], "k values of the Pass@k curve; empty = 1, 2, 4, ..., n.")
     temperature: float = _f(1.0, "Evaluation sampling temperature.")
     max_problems: int = _f(0, "Use at most this many evaluation problems (0 = the whole split).")
-    seen_problems: int = _f(0, "Also evaluate this many training problems as a 'seen' split.")
+    seen_problems: int = _f(32, "Also evaluate this many training problems as a 'seen' split (0 = none).")
     seed: int = _f(1234, "Sampling seed of evaluations: the same at every evaluation point.")
     bank_cap: int = _f(8, "Most banked base-model correct modes per problem (over-sharpening).")
     samples_kept: int = _f(4, "Completions stored per problem and evaluation (for drill-down).")

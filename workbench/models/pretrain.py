@@ -37,10 +37,10 @@ BASE_CHARS = "0123456789+-*/()=:,> N"
 class PretrainConfig:
     task: str = field(default="two_primes", metadata={"help": "Synthetic task family to pretrain on."})
     name: str = field(default="tiny-primes", metadata={"help": "Saved as data/models/<name>/."})
-    steps: int = field(default=500, metadata={"help": "Optimiser steps."})
+    steps: int = field(default=300, metadata={"help": "Optimiser steps."})
     batch_size: int = field(default=256, metadata={"help": "Sequences per step."})
     lr: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (warm-up, then cosine)."})
-    exposure_decay: float = field(default=5.0, metadata={"help": "Problem weights exp(-decay*u), u~U(0,1) by id."})
+    exposure_decay: float = field(default=15.0, metadata={"help": "Problem weights exp(-decay*u), u~U(0,1) by id."})
     zipf: float = field(default=1.0, metadata={"help": "Zipf exponent over each problem's solutions."})
     max_solutions: int = field(default=64, metadata={"help": "Most solutions per problem in the corpus."})
     seed: int = field(default=0, metadata={"help": "Seed of the init, the orderings and the batches."})
