@@ -140,9 +140,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_evals = len(sess.store.evaluations(sess.run_id, label="policy"))
     try:
         for rec in sess.run():
-            bar.update(1)
             bar.set_postfix(reward=f"{rec['train/reward_mean']:.3f}", entropy=f"{rec['train/entropy']:.3f}",
                             pass1=f"{rec['train/pass@1']:.3f}", refresh=False)
+            bar.update(1)
             evs = sess.store.evaluations(sess.run_id, label="policy", split="eval")
             if len(evs) > n_evals:
                 n_evals = len(evs)

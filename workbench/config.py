@@ -102,7 +102,7 @@ class RunConfig:
     strategy: str = _f("grpo", "Strategy preset or composition (see `workbench strategies`).")
     strategy_params: dict = _f({}, "Parameters of the strategy's pieces, e.g. {'grpo.eps': 1e-6}.")
     seed: int = _f(0, "Seed of the LoRA init, prompt selection and training samples.")
-    steps: int = _f(50, "Training steps to run.")
+    steps: int = _f(100, "Training steps to run.")
     checkpoint_every: int = _f(10, "Write a checkpoint every N steps (0 = only at the end).")
     workspace: str = _f("runs", "Run store folder.")
     name: str = _f("", "A short name for the run (part of its id).")

@@ -66,6 +66,9 @@ def load_model_and_tokenizer(cfg: "ModelConfig"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a per-tensor loading bar is noise next to the training bar
     source, local = resolve_model(cfg.name_or_path)
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
