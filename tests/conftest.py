@@ -22,7 +22,9 @@ def random_model_dir(tmp_path_factory) -> Path:
     from workbench.models.tokenizer import build_char_tokenizer
 
     out = tmp_path_factory.mktemp("random-model")
-    tok = build_char_tokenizer(["0123456789+-*/()=:,> N"])
+    import string
+
+    tok = build_char_tokenizer([string.printable])
     model = build_tiny_model(len(tok), tok.pad_token_id, tok.eos_token_id, TinySpec(hidden=32, layers=2, heads=2, mlp=64), seed=1)
     model.save_pretrained(out)
     tok.save_pretrained(out)

@@ -1,0 +1,67 @@
+"""Model loading: local folders like Hub models, chat templates, LoRA, the reference policy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workbench.config import LoraConfig, ModelConfig
+from workbench.errors import ConfigError
+from workbench.models import add_lora, encode_prompts, load_model_and_tokenizer
+from workbench.session import Session
+from workbench.tasks import get_task
+
+TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+
+
+def test_chat_template_is_applied_when_the_tokenizer_has_one(random_model_dir, tmp_path):
+    model, tok, info = load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))
+    assert info["chat_template"] is False and info["local"] is True
+    task = get_task("two_primes")
+    prob = task.load_split("eval")[0]
+    raw = encode_prompts(tok, task, [prob], use_chat=False)[0]
+    assert tok.decode(raw) == task.prompt(prob)
+
+    tok.chat_template = TEMPLATE
+    tok.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    _, tok2, info2 = load_model_and_tokenizer(ModelConfig(name_or_path=str(tmp_path)))
+    assert info2["chat_template"] is True
+    chat = tok2.decode(encode_prompts(tok2, task, [prob], use_chat=True)[0])
+    assert chat.startswith("<|user|>") and task.instruction(prob) in chat and chat.endswith("<|assistant|>")
+    with pytest.raises(ConfigError, match="has no chat template"):
+        load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir), chat_template="on"))
+
+
+def test_reference_policy_is_the_adapter_disabled(random_model_dir):
+    model, tok, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))
+    x = torch.tensor([tok("N=040:3+37")["input_ids"]])
+    with torch.no_grad():
+        base = model(input_ids=x).logits.clone()
+    peft_model = add_lora(model, LoraConfig(rank=4, targets="q_proj,v_proj"))
+    names = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n and ("q_proj" in n or "v_proj" in n) for n in names)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.5)
+        adapted = peft_model(input_ids=x).logits
+        with peft_model.disable_adapter():
+            ref = peft_model(input_ids=x).logits
+    assert torch.allclose(ref, base, atol=1e-6)
+    assert not torch.allclose(adapted, base, atol=1e-3)
+    with pytest.raises(ConfigError, match="lora.targets"):
+        add_lora(load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))[0],
+                 LoraConfig(targets="no_such_module"))
+
+
+def test_dataset_backed_task_trains_on_a_random_weight_model(random_model_dir, tmp_path):
+    """GSM8K-style records from the shipped local file, a model loaded from a folder as
+    from the Hub: one real step, stored."""
+    sess = Session(workspace=str(tmp_path / "runs"), steps=1, **{
+        "model.name_or_path": str(random_model_dir), "task.name": "gsm8k", "rollout.prompts_per_step": 2,
+        "rollout.group_size": 2, "rollout.max_new_tokens": 6, "eval.n": 2, "eval.max_problems": 2,
+        "eval.seen_problems": 0})
+    recs = list(sess.run())
+    assert recs[0]["train/num_tokens"] > 0
+    assert sess.store.get_run(sess.run_id)["config"]["resolved"]["model"]["local"] is True
