@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config field (rollout.group_size=8) or a strategy parameter (grpo.eps=1e-6)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--run-id", help="id of the new run (default: <time>-<name>-<random>)")
     for dotted, hint, default, help_text in iter_fields():
         names = [f"--{dotted}"] + ALIASES.get(dotted, [])
         if "." not in dotted:
@@ -81,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     sub.add_parser("tasks", help="list task families and their parameters")
+
+    p = sub.add_parser("strategies", help="list strategy presets and pieces with their parameters and defaults")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    p = sub.add_parser("dashboard", help="serve the live dashboard (Gradio) on the run store")
+    p.add_argument("--workspace", default="runs", help="run store folder (default: runs)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     return parser
 
 
@@ -123,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         sess = Session.resume(args.resume, workspace=workspace, **overrides)
         print(f"resuming run {sess.run_id} at step {sess.step_count}")
     else:
-        sess = Session(base or RunConfig(), **overrides)
+        sess = Session(base or RunConfig(), run_id=args.run_id, **overrides)
         print(f"run {sess.run_id}: model {sess.config.model.name_or_path}, task {sess.config.task.name}, "
               f"strategy {sess.config.strategy}")
     store_path = Path(sess.store.root).resolve() / "store.sqlite"
@@ -288,6 +298,30 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from workbench.strategies import catalog
+
+    cat = catalog()
+    if args.json:
+        print(json.dumps(cat, indent=2))
+        return 0
+    print("Presets (--strategy NAME):")
+    for name, p in cat["presets"].items():
+        loss = ", ".join(f"{k}={v}" for k, v in p["loss"].items())
+        print(f"  {name:<24} {p['composition']:<30} {p['doc']}" + (f" [loss: {loss}]" if loss else ""))
+    print("\nPieces (compose with '+', e.g. --strategy grpo+negative_only; set with --set PIECE.PARAM=VALUE):")
+    for kind in ("reward", "estimator", "calibration", "token", "sampling"):
+        print(f"  {kind}:")
+        for name, piece in cat["pieces"].items():
+            if piece["kind"] != kind:
+                continue
+            print(f"    {name:<20} {piece['summary']}")
+            for pname, spec in piece["params"].items():
+                print(f"      {name}.{pname} = {spec['default']!r:<10} {spec['help']}")
+    print("\nLoss overrides: --set loss.FIELD=VALUE (or clip.eps_low / clip.eps_high), e.g. --set clip.eps_high=0.28")
+    return 0
+
+
 def _last(series):
     return series[-1][1] if series else None
 
@@ -300,7 +334,14 @@ def _json_default(o):
     return None if isinstance(o, float) and math.isnan(o) else str(o)
 
 
-COMMANDS = {"train": cmd_train, "pretrain": cmd_pretrain, "eval": cmd_eval, "runs": cmd_runs, "tasks": cmd_tasks}
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ui.app import serve
+
+    serve(workspace=args.workspace, host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+COMMANDS = {"dashboard": cmd_dashboard, "strategies": cmd_strategies, "train": cmd_train, "pretrain": cmd_pretrain, "eval": cmd_eval, "runs": cmd_runs, "tasks": cmd_tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,8 @@ from workbench.metrics import (
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
 from workbench.store import RunStore
-from workbench.strategies import GroupBatch, build_strategy
+from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
+from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.tasks import get_task
 
 #: Commands a session understands (sent through the store by any process).
@@ -56,7 +57,7 @@ class Session:
     ``Session.resume(run_id)`` continues one from its last checkpoint."""
 
     def __init__(self, config: RunConfig | dict | None = None, *, store: RunStore | None = None,
-                 _run_id: str | None = None, **overrides: Any):
+                 run_id: str | None = None, _run_id: str | None = None, **overrides: Any):
         if config is None:
             config = RunConfig()
         elif isinstance(config, dict):
@@ -79,6 +80,8 @@ class Session:
             k = min(cfg.eval.seen_problems, len(self.train_problems))
             self.eval_sets["seen"] = sorted(rng.sample(self.train_problems, k), key=lambda p: p.id)
         self.strategy = build_strategy(cfg.strategy, cfg.strategy_params)
+        self._strategies: dict[str, Strategy] = {}      # strategies switched away from, with their state
+        self._pending_state: dict[str, dict] = {}       # strategy states read from a checkpoint
 
         model, self.tokenizer, self.model_info = load_model_and_tokenizer(cfg.model)
         self.model = add_lora(model, cfg.lora, seed=cfg.seed)
@@ -100,7 +103,8 @@ class Session:
         self._last_eval_step = -1
         self._last_ckpt_step = -1
         if _run_id is None:
-            self.run_id = self.store.create_run(self.resolved_config(), name=cfg.name or None, strategy=cfg.strategy)
+            self.run_id = self.store.create_run(self.resolved_config(), name=cfg.name or None, strategy=cfg.strategy,
+                                                run_id=run_id)
             self.store.add_event(self.run_id, 0, "strategy", self.strategy.describe())
         else:
             self.run_id = _run_id
@@ -125,14 +129,16 @@ class Session:
         if overrides:
             cfg = cfg.override(overrides)
         cfg.workspace = str(workspace)
+        switch = ((cfg.strategy, dict(cfg.strategy_params))
+                  if "strategy" in overrides or "strategy_params" in overrides else None)
         sess = cls(cfg, store=store, _run_id=run_id)
         ck = sess._usable_checkpoint()
         if ck is not None:
             sess._load_checkpoint(Path(ck["path"]))
         store.truncate_after(run_id, sess.step_count)
         sess._load_base_from_store()
-        if "strategy" in overrides or "strategy_params" in overrides:
-            sess.set_strategy(cfg.strategy, **cfg.strategy_params)
+        if switch is not None:  # the checkpoint restored the old strategy; switch at this boundary
+            sess.set_strategy(switch[0], **switch[1])
         if cfg.to_dict() != cfg_dict:
             store.update_config(run_id, sess.resolved_config())
         store.set_strategy(run_id, sess.config.strategy)
@@ -189,10 +195,12 @@ class Session:
         prompts = self._prompt_ids(problems)
         rows = [prompts[b] for b in range(B) for _ in range(G)]                   # [N]
         seeds = [row_seed(cfg.seed, "train", s, problems[b].id, g) for b in range(B) for g in range(G)]
+        sampler = self._sampler()
         self.model.eval()
         ro = sample(self.model, rows, seeds, max_new_tokens=self.max_new_tokens,
                     eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
-                    temperature=cfg.rollout.temperature, decode=self._decode)
+                    temperature=cfg.rollout.temperature, decode=self._decode,
+                    processors=[sampler.processor()] if sampler is not None else ())
         self.model.train()
         t_rollout = time.perf_counter()
 
@@ -219,17 +227,27 @@ class Session:
                 ref_logp, _ = token_logprobs(self.model, ro, cfg.rollout.temperature)            # [N, T]
         old_logp = ro.sample_logp                                                            # [N, T]
         clip_stats: list[dict] = []
-        grad_norms, losses, kl_old = [], [], 0.0
+        grad_norms, losses, kl_old, ratio_mean, token_selected = [], [], 0.0, 1.0, 0
         logp = old_logp
         for u in range(cfg.optim.updates_per_batch):
             logp, ent = token_logprobs(self.model, ro, cfg.rollout.temperature,
                                        with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
+            if u == 0:  # pi_theta / pi_old before any update: 1 on-policy, not with DLC sampling
+                ratio_mean = float(masked_mean(torch.exp(logp.detach() - old_logp), mask))
             if u == cfg.optim.updates_per_batch - 1:
                 kl_old = approx_kl(logp.detach(), old_logp, mask)
+            shaping = None
+            if self.strategy.token:
+                gen = torch.Generator().manual_seed(row_seed(cfg.seed, "token", s, u))
+                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv_tok, mask, gen))
+                token_selected += shaping.selected
             parts = policy_loss(logp, old_logp, adv_tok, mask, eps_low=loss_cfg["eps_low"],
                                 eps_high=loss_cfg["eps_high"], aggregation=loss_cfg["aggregation"],
                                 max_len=self.max_new_tokens, kl_coef=loss_cfg["kl_coef"], ref_logp=ref_logp,
-                                entropy_coef=loss_cfg["entropy_coef"], entropy=ent)
+                                entropy_coef=loss_cfg["entropy_coef"], entropy=ent,
+                                token_weight=shaping.weight if shaping else None,
+                                extra=(shaping.extra_coef * (logp - old_logp).abs())
+                                if shaping is not None and shaping.extra_coef is not None else None)
             if not torch.isfinite(parts.loss):
                 self._fail(s, f"the loss is {parts.loss.item()} at step {s} (update {u + 1})",
                            "Lower optim.lr, raise optim.max_grad_norm clipping, or check the strategy's parameters")
@@ -243,6 +261,7 @@ class Session:
             grad_norms.append(float(gn))
             losses.append(parts.loss.item())
         t_update = time.perf_counter()
+        dlc_stats = sampler.observe(ro, correct) if sampler is not None else {}
 
         # 4. metrics ----------------------------------------------------------------------
         N_tok = float(mask.sum())
@@ -262,7 +281,11 @@ class Session:
             "train/truncated_frac": float((~ro.finished).float().mean()),
             "train/num_tokens": N_tok,
             "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/ratio_mean": ratio_mean,
         }
+        if self.strategy.token:
+            scalars["train/token_calibrated"] = float(token_selected) / cfg.optim.updates_per_batch
+        scalars.update(dlc_stats)
         scalars.update(group_split(correct))
         scalars.update(advantage_stats(out.advantage))
         for key in clip_stats[0]:
@@ -288,7 +311,7 @@ class Session:
                 samples.append({"problem_id": prob.id, "completion": ro.texts[b * G + g], "reward": float(v.reward),
                                 "correct": bool(v.correct), "mode_key": v.mode_key})
         t_metrics = time.perf_counter()
-        scalars["time/metrics"] = t_metrics - t_update
+        scalars["time/metrics"] = t_metrics - t_update - dlc_stats.get("time/dlc_train", 0.0)
         scalars["time/step"] = t_metrics - t_start
         self.store.write_step(self.run_id, s, scalars, problem_rows, samples)
         self.step_count = s
@@ -406,8 +429,15 @@ class Session:
 
     # ------------------------------------------------------------------ control
     def set_strategy(self, spec: str, **params: Any) -> None:
-        """Switch strategy at the next step boundary (recorded as an event)."""
-        self.strategy = build_strategy(spec, params)
+        """Switch strategy at the next step boundary (recorded as an event at the current
+        step). Per-problem history stays with the session; a strategy's own state (the
+        memory network) is kept and restored when the same strategy is switched back to."""
+        new = build_strategy(spec, params)
+        self._strategies[self.strategy.name] = self.strategy
+        old = self._strategies.get(spec)
+        if old is not None:
+            new.state = old.state
+        self.strategy = new
         self.config.strategy, self.config.strategy_params = spec, dict(params)
         self.store.set_strategy(self.run_id, spec)
         self.store.add_event(self.run_id, self.step_count, "strategy", self.strategy.describe())
@@ -459,6 +489,7 @@ class Session:
             save_file({n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if p.requires_grad},
                       str(tmp / "adapter.safetensors"))
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self._strategy_states(), tmp / "strategy_state.pt")
             state = {"step": self.step_count, "history": self.history.to_json(), "strategy": self.config.strategy,
                      "strategy_params": self.config.strategy_params, "paused": self.paused,
                      "torch_rng": torch.get_rng_state().tolist()}
@@ -494,6 +525,8 @@ class Session:
             raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from exc
         _copy_adapter(self.model, weights, path)
         self.optimizer.load_state_dict(opt_state)
+        if (path / "strategy_state.pt").is_file():
+            self._pending_state = torch.load(path / "strategy_state.pt", map_location=self.device, weights_only=True)
         self.history = SuccessHistory.from_json(state["history"])
         self.step_count = int(state["step"])
         self._last_ckpt_step = self.step_count
@@ -503,6 +536,29 @@ class Session:
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
 
     # ------------------------------------------------------------------ helpers
+    def _sampler(self):
+        """The current strategy's sampling calibration (created on first use, restored
+        from a checkpoint's state when there is one)."""
+        strat = self.strategy
+        if strat.sampling is None:
+            return None
+        fresh = strat.sampling[0].name not in strat.state
+        sampler = strat.sampler({"vocab_size": int(self.model.get_input_embeddings().num_embeddings),
+                                 "pad_id": self.tokenizer.pad_token_id, "device": self.device,
+                                 "seed": row_seed(self.config.seed, "sampler", strat.name)})
+        pending = self._pending_state.get(strat.name, {}).pop(strat.sampling[0].name, None)
+        if fresh and pending is not None:
+            sampler.load_state_dict(pending)
+        return sampler
+
+    def _strategy_states(self) -> dict[str, dict]:
+        """{strategy name: {piece: state_dict}} of every strategy with state, for checkpoints."""
+        out: dict[str, dict] = {k: dict(v) for k, v in self._pending_state.items() if v}
+        for strat in [*self._strategies.values(), self.strategy]:
+            for piece, obj in strat.state.items():
+                out.setdefault(strat.name, {})[piece] = obj.state_dict()
+        return out
+
     def _loss_settings(self) -> dict[str, Any]:
         loss = dict(vars(self.config.loss))
         loss.update(self.strategy.loss_overrides)

@@ -1,16 +1,20 @@
-"""Calibration strategies: registered pieces composed into presets (see STRATEGIES.md)."""
+"""Calibration strategies: registered pieces composed into presets (see STRATEGIES.md and
+docs/strategies.md).
 
-from workbench.strategies import estimators  # noqa: F401  (registers the pieces)
-from workbench.strategies.base import (
-    PRESETS,
-    REGISTRY,
-    Advantages,
-    GroupBatch,
-    Strategy,
-    build_strategy,
-    preset,
-)
+Importing this package is torch-free (the dashboard reads ``catalog``); the torch
+implementations load on first use of ``build_strategy`` and friends.
+"""
 
-preset("grpo", "grpo", doc="Group-normalised advantages (Shao et al. 2024).")
+from workbench.strategies.catalog import KINDS, PIECES, PRESETS, catalog, describe_params, split_composition
 
-__all__ = ["PRESETS", "REGISTRY", "Advantages", "GroupBatch", "Strategy", "build_strategy", "preset"]
+_LAZY = {"Advantages", "GroupBatch", "Strategy", "StrategyState", "TokenBatch", "build_strategy", "REGISTRY"}
+
+__all__ = ["KINDS", "PIECES", "PRESETS", "catalog", "describe_params", "split_composition", *sorted(_LAZY)]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from workbench.strategies import base, pieces  # noqa: F401  (pieces registers the implementations)
+
+        return getattr(base, name)
+    raise AttributeError(name)

@@ -1,11 +1,14 @@
 """The strategy interface: named, registered, pure pieces composed into a strategy.
 
-A strategy turns a group batch into advantages in three stages, each a registered piece:
+A strategy turns a group batch into advantages, and may shape the loss and the sampling:
 
-    reward transform (0 or 1)  ->  estimator (exactly 1)  ->  calibrations (0 or more, in order)
+    reward transform (0-1) -> estimator (1) -> calibrations (0+, in order)   per sample [B, G]
+    token calibrations (0+)                                                  per token, in the loss
+    sampling calibration (0-1)                                               logits processor in rollouts
 
-plus optional loss overrides (e.g. clip ranges). The trainer calls ``Strategy.advantages``
-and never branches on a strategy's name. Shapes: B prompts, G samples per prompt.
+plus loss overrides (clip ranges, aggregation, entropy coefficient). The trainer calls
+these hooks and never branches on a strategy's name. Shapes: B prompts, G samples per
+prompt, N = B*G sequences, T generated positions.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 
 from workbench.errors import ConfigError, UnknownNameError
-
-KINDS = ("reward", "estimator", "calibration")
+from workbench.strategies.catalog import KINDS, LOSS_PREFIXES, PIECES, PRESETS, split_composition
 
 
 @dataclass
@@ -33,7 +35,7 @@ class GroupBatch:
     answers: list[list[str | None]]  # [B][G] parsed answers (for label-free rewards)
     entropy: torch.Tensor         # [B, G] mean token entropy of each sample
     step: int = 0
-    history: Any = None           # the session's per-problem SuccessHistory
+    history: Any = None           # the session's per-problem SuccessHistory (before this step)
     seed: int = 0
 
     @property
@@ -48,36 +50,54 @@ class Advantages:
 
 
 @dataclass
+class TokenBatch:
+    """What a token calibration sees inside the loss (all [N, T], detached)."""
+
+    logp: torch.Tensor            # log pi_theta of the sampled tokens (current update)
+    old_logp: torch.Tensor        # log pi_old (sampling distribution)
+    adv: torch.Tensor             # per-token advantage
+    mask: torch.Tensor            # 1 on valid tokens
+    generator: torch.Generator    # seeded per (run, step, update) for random selections
+
+
+@dataclass
+class TokenShaping:
+    """A token calibration's effect on the loss: a gradient gate and an extra per-token term."""
+
+    weight: torch.Tensor | None = None      # [N, T] multiplies the surrogate (0 = no gradient)
+    extra_coef: torch.Tensor | None = None  # [N, T] coefficient c_t of an added c_t * |log pi - log pi_old|
+    selected: int = 0                       # tokens affected (logged)
+
+
+@dataclass
 class Piece:
     kind: str
     name: str
-    fn: Callable[..., torch.Tensor]
-    params: type                  # a dataclass of the piece's parameters (defaults = the papers' or our choice)
+    fn: Callable[..., Any]
+    params: type
     doc: str = ""
 
 
 REGISTRY: dict[str, Piece] = {}
 
 
-@dataclass
-class NoParams:
-    """This piece has no parameters."""
-
-
-def register(kind: str, name: str, params: type = NoParams):
-    """Register ``fn`` as a piece. Signatures by kind:
+def register(kind: str, name: str):
+    """Register ``fn`` as the implementation of catalogue piece ``name``. Signatures:
 
     - reward:      fn(batch, p) -> [B, G] rewards
     - estimator:   fn(rewards [B, G], batch, p) -> [B, G] advantages
     - calibration: fn(adv [B, G], rewards [B, G], batch, p) -> [B, G] advantages
+    - token:       fn(tokens: TokenBatch, p) -> TokenShaping
+    - sampling:    a class; see ``workbench.strategies.memory``
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+    spec = PIECES.get(name)
+    if spec is None or spec.kind != kind:
+        raise ValueError(f"piece {name!r} of kind {kind!r} is not in the catalogue")
 
     def deco(fn):
         if name in REGISTRY:
             raise ValueError(f"piece {name!r} registered twice")
-        REGISTRY[name] = Piece(kind, name, fn, params, (fn.__doc__ or "").strip())
+        REGISTRY[name] = Piece(kind, name, fn, spec.params, (fn.__doc__ or "").strip())
         return fn
 
     return deco
@@ -85,67 +105,100 @@ def register(kind: str, name: str, params: type = NoParams):
 
 @dataclass
 class Strategy:
-    """A composition of pieces with their parameter values."""
+    """A composition of pieces with their parameter values, and its own state (e.g. the
+    memory network), which survives being switched away from and back to."""
 
     name: str
     reward: list[tuple[Piece, Any]] = field(default_factory=list)
     estimator: tuple[Piece, Any] | None = None
     calibrations: list[tuple[Piece, Any]] = field(default_factory=list)
+    token: list[tuple[Piece, Any]] = field(default_factory=list)
+    sampling: tuple[Piece, Any] | None = None
     loss_overrides: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)   # the dotted parameters it was built with
+    state: dict[str, Any] = field(default_factory=dict)    # per-piece state objects
 
     def advantages(self, batch: GroupBatch) -> Advantages:
         rewards = batch.rewards.float()
         for piece, p in self.reward:
-            rewards = piece.fn(batch, p)
+            rewards = piece.fn(batch, p).float()
         est, p = self.estimator
         adv = est.fn(rewards, batch, p)
         for piece, p in self.calibrations:
             adv = piece.fn(adv, rewards, batch, p)
         return Advantages(reward=rewards, advantage=adv)
 
+    def shape_tokens(self, tokens: TokenBatch) -> TokenShaping:
+        """Combine the token calibrations (gates multiply, penalties add)."""
+        out = TokenShaping()
+        for piece, p in self.token:
+            s = piece.fn(tokens, p)
+            if s.weight is not None:
+                out.weight = s.weight if out.weight is None else out.weight * s.weight
+            if s.extra_coef is not None:
+                out.extra_coef = s.extra_coef if out.extra_coef is None else out.extra_coef + s.extra_coef
+            out.selected += s.selected
+        return out
+
+    def sampler(self, context: dict[str, Any]):
+        """The sampling calibration's object (created once, then kept in ``state``)."""
+        if self.sampling is None:
+            return None
+        piece, p = self.sampling
+        obj = self.state.get(piece.name)
+        if obj is None:
+            obj = self.state[piece.name] = piece.fn(p, **context)
+        else:
+            obj.params = p
+        return obj
+
     def describe(self) -> dict:
         """JSON-serialisable description (stored with events and runs)."""
-        pieces = [*self.reward, self.estimator, *self.calibrations]
+        pieces = [*self.reward, self.estimator, *self.calibrations, *self.token,
+                  *([self.sampling] if self.sampling else [])]
         return {"name": self.name, "pieces": [pc.name for pc, _ in pieces],
-                "params": {pc.name: dataclasses.asdict(p) for pc, p in pieces if dataclasses.fields(p)},
-                "loss": dict(self.loss_overrides)}
+                "params": {pc.name: _jsonable(dataclasses.asdict(p)) for pc, p in pieces if dataclasses.fields(p)},
+                "loss": _jsonable(dict(self.loss_overrides))}
 
 
-#: Named presets: a preset is only a composition (pieces joined by '+') plus loss overrides.
-PRESETS: dict[str, dict[str, Any]] = {}
+def _jsonable(d: dict) -> dict:
+    import math
 
-
-def preset(name: str, composition: str, loss: dict | None = None, doc: str = "") -> None:
-    PRESETS[name] = {"composition": composition, "loss": dict(loss or {}), "doc": doc}
+    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in d.items()}
 
 
 def build_strategy(spec: str, params: dict[str, Any] | None = None) -> Strategy:
     """A preset name or a '+'-joined composition of piece names, with dotted parameters
-    ``{"piece.param": value}`` (also ``{"loss.eps_high": 0.28}`` for loss overrides)."""
+    ``{"piece.param": value}`` (and ``{"loss.eps_high": 0.28}`` or ``clip.eps_high`` for
+    loss overrides)."""
+    from workbench.config import LossConfig, parse_value
+
     params = dict(params or {})
     spec = spec.strip()
-    loss: dict[str, Any] = {}
-    if spec in PRESETS:
-        composition = PRESETS[spec]["composition"]
-        loss.update(PRESETS[spec]["loss"])
-    else:
-        composition = spec
-    names = [n.strip() for n in composition.split("+") if n.strip()]
-    unknown = [n for n in names if n not in REGISTRY]
+    loss: dict[str, Any] = dict(PRESETS[spec]["loss"]) if spec in PRESETS else {}
+    names = split_composition(spec)
+    unknown = [n for n in names if n not in PIECES]
     if unknown or not names:
-        raise UnknownNameError("strategy", spec, [*PRESETS, *REGISTRY],
-                               "Use a preset or join pieces with '+', e.g. 'grpo+negative_only'")
+        raise UnknownNameError("strategy", spec, [*PRESETS, *PIECES],
+                               "Use a preset, or join pieces with '+', e.g. 'grpo+negative_only'")
+    missing = [n for n in names if n not in REGISTRY]
+    if missing:
+        raise ConfigError(f"strategy {spec!r}: piece(s) {', '.join(missing)} have no implementation loaded")
+    loss_hints = get_type_hints(LossConfig)
     by_piece: dict[str, dict[str, Any]] = {}
     for key, value in params.items():
         piece, _, pname = key.partition(".")
-        if piece == "loss":
-            loss[pname] = value
+        if piece in LOSS_PREFIXES:
+            if pname not in loss_hints:
+                raise ConfigError(f"strategy parameter {key!r}: the loss has no field {pname!r}; "
+                                  f"valid: {', '.join(f'loss.{f}' for f in loss_hints)}")
+            loss[pname] = parse_value(value, loss_hints[pname], key)
             continue
         if piece not in names:
             raise ConfigError(f"strategy parameter {key!r}: piece {piece!r} is not part of {spec!r} "
                               f"(its pieces: {', '.join(names)}; loss overrides go as 'loss.<field>')")
         by_piece.setdefault(piece, {})[pname] = value
-    strat = Strategy(name=spec, loss_overrides=loss)
+    strat = Strategy(name=spec, loss_overrides=loss, params=params)
     for n in names:
         piece = REGISTRY[n]
         p = _make_params(piece, by_piece.get(n, {}))
@@ -155,10 +208,16 @@ def build_strategy(spec: str, params: dict[str, Any] | None = None) -> Strategy:
             if strat.estimator is not None:
                 raise ConfigError(f"strategy {spec!r} has two estimators ({strat.estimator[0].name}, {n}); use one")
             strat.estimator = (piece, p)
-        else:
+        elif piece.kind == "calibration":
             strat.calibrations.append((piece, p))
+        elif piece.kind == "token":
+            strat.token.append((piece, p))
+        else:
+            if strat.sampling is not None:
+                raise ConfigError(f"strategy {spec!r} has two sampling calibrations; use one")
+            strat.sampling = (piece, p)
     if strat.estimator is None:
-        ests = sorted(k for k, v in REGISTRY.items() if v.kind == "estimator")
+        ests = sorted(k for k, v in PIECES.items() if v.kind == "estimator")
         raise ConfigError(f"strategy {spec!r} has no estimator; add one of: {', '.join(ests)}")
     if len(strat.reward) > 1:
         raise ConfigError(f"strategy {spec!r} has more than one reward transform")
@@ -174,8 +233,10 @@ def _make_params(piece: Piece, values: dict[str, Any]):
         valid = ", ".join(f"{piece.name}.{f}" for f in fields) or "none"
         raise ConfigError(f"unknown parameter(s) {', '.join(piece.name + '.' + b for b in sorted(bad))}; "
                           f"valid parameters of {piece.name}: {valid}")
-    from typing import get_type_hints
-
     hints = get_type_hints(piece.params)
     kwargs = {k: parse_value(v, hints[k], f"{piece.name}.{k}") for k, v in values.items()}
-    return piece.params(**kwargs)
+    p = piece.params(**kwargs)
+    check = getattr(p, "validate", None)
+    if check:
+        check()
+    return p

@@ -1,28 +1,80 @@
-"""Estimators: group rewards [B, G] -> per-sample advantages [B, G]."""
+"""Estimators: group rewards [B, G] -> per-sample advantages [B, G] (STRATEGIES.md).
+
+"Correct" for psr / nsr / w_reinforce means reward > 0 after the reward transform
+(choice: with the verifier's binary reward this is the verifier's verdict).
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import torch
 
 from workbench.strategies.base import register
 
 
-@dataclass
-class GrpoParams:
-    eps: float = field(default=1e-6, metadata={"help": "Added to the group std in the denominator."})
-
-
-@register("estimator", "grpo", GrpoParams)
-def grpo(rewards: torch.Tensor, batch, p: GrpoParams) -> torch.Tensor:
+@register("estimator", "grpo")
+def grpo(rewards: torch.Tensor, batch, p) -> torch.Tensor:
     """GRPO (Shao et al. 2024, DeepSeekMath): A_i = (r_i - mean_j r_j) / (std_j r_j + eps).
 
-    The std is the population std over the group (choice: the paper does not say; the
-    unbiased one differs by sqrt(G/(G-1))). A group whose rewards are all equal gets A = 0:
-    all-correct and all-wrong groups carry no gradient, which is counted, not hidden
-    (``train/frac_all_correct``, ``train/frac_all_wrong``).
+    (choice) The std is the population std over the group; the paper does not say (the
+    unbiased one differs by sqrt(G/(G-1))). Degenerate: a group whose rewards are all
+    equal gets A = 0, so all-correct and all-wrong groups carry no gradient; they are
+    counted (``train/frac_all_correct``, ``train/frac_all_wrong``), not hidden. Known bias
+    (Dr. GRPO): dividing by the std up-weights groups with very low or very high success.
     """
     mean = rewards.mean(dim=1, keepdim=True)                        # [B, 1]
     std = rewards.std(dim=1, unbiased=False, keepdim=True)          # [B, 1]
     return (rewards - mean) / (std + p.eps)                         # [B, G]
+
+
+@register("estimator", "dr_grpo")
+def dr_grpo(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): A_i = r_i - mean_j r_j,
+    no std normalisation; its preset also uses ``seq_sum_const`` aggregation (no length
+    normalisation). Fixes GRPO's difficulty bias and length bias. All-equal groups: A = 0."""
+    return rewards - rewards.mean(dim=1, keepdim=True)              # [B, G]
+
+
+@register("estimator", "rloo")
+def rloo(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """RLOO (Ahmadian et al. 2024, "Back to Basics"): A_i = r_i - mean_{j != i} r_j, an
+    unbiased leave-one-out baseline; equals G/(G-1) * (r_i - mean). Needs G >= 2."""
+    G = rewards.shape[1]
+    others = (rewards.sum(dim=1, keepdim=True) - rewards) / (G - 1)  # [B, G]
+    return rewards - others
+
+
+@register("estimator", "reinforce")
+def reinforce(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """REINFORCE (Williams 1992): A_i = r_i, no baseline; high variance, and with 0/1
+    rewards wrong samples get no push at all."""
+    return rewards.clone()
+
+
+@register("estimator", "psr")
+def psr(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """Positive sample reinforcement (Zhu et al. 2025, "The Surprising Effectiveness of
+    Negative Reinforcement"): A_i = +1 if correct else 0. No group normalisation: it
+    sharpens onto the modes already sampled, raising pass@1 and lowering large-k pass@k."""
+    return (rewards > 0).float()
+
+
+@register("estimator", "nsr")
+def nsr(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """Negative sample reinforcement (Zhu et al. 2025): A_i = 0 if correct else -1. Pushes
+    down every wrong sample, including in all-wrong groups, and redistributes the mass
+    by the model's prior, which keeps diversity (the paper's claim)."""
+    return -(rewards <= 0).float()
+
+
+@register("estimator", "w_reinforce")
+def w_reinforce(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """Weighted REINFORCE (Zhu et al. 2025): A_i = lambda if correct else -1 (lambda = 0.1),
+    mostly negative reinforcement with a little positive."""
+    return torch.where(rewards > 0, torch.full_like(rewards, p.lam), torch.full_like(rewards, -1.0))
+
+
+@register("estimator", "zero")
+def zero(rewards: torch.Tensor, batch, p) -> torch.Tensor:
+    """A = 0: no policy-gradient term. For loss-only objectives such as EM-FT, whose
+    preset sets a negative ``loss.entropy_coef`` (minimising entropy on own samples)."""
+    return torch.zeros_like(rewards)
