@@ -62,8 +62,6 @@ def test_memory_state_survives_checkpoint_and_resume(tmp_path):
     next(back.run())
     mem2 = back.strategy.state["memory"]
     assert mem2.updates == mem.updates + 2
-    import torch
-
     # the resumed memory continued from the saved weights, not from a fresh (zero) output layer
     assert mem2.model.out.weight.abs().sum().item() > 0
 

@@ -11,11 +11,8 @@ resumed run recomputes exactly the steps it lost.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 
 import torch
 
+from workbench.checkpoint import copy_adapter, is_complete, read_checkpoint, write_checkpoint
 from workbench.config import RunConfig
 from workbench.errors import CheckpointError, ConfigError, TrainingError, WorkbenchError
 from workbench.evaluation import EvalResult, evaluate_model
@@ -478,30 +476,14 @@ class Session:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> Path:
-        """Write adapter, optimiser and session state atomically, then record it."""
-        from safetensors.torch import save_file
-
+        """Write adapter, optimiser, strategy state and session state atomically, then record it."""
         final = self.store.checkpoint_dir(self.run_id, self.step_count)
-        tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+        state = {"step": self.step_count, "history": self.history.to_json(), "strategy": self.config.strategy,
+                 "strategy_params": self.config.strategy_params, "paused": self.paused}
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            save_file({n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if p.requires_grad},
-                      str(tmp / "adapter.safetensors"))
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(self._strategy_states(), tmp / "strategy_state.pt")
-            state = {"step": self.step_count, "history": self.history.to_json(), "strategy": self.config.strategy,
-                     "strategy_params": self.config.strategy_params, "paused": self.paused,
-                     "torch_rng": torch.get_rng_state().tolist()}
-            (tmp / "state.json").write_text(json.dumps(state))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CheckpointError(f"could not write the checkpoint of run {self.run_id} at step {self.step_count} "
-                                  f"to {final}: {exc}. The store and earlier checkpoints are intact; free disk "
-                                  f"space or fix permissions, then call checkpoint() again") from exc
+            write_checkpoint(final, self.model, self.optimizer, self._strategy_states(), state)
+        except CheckpointError as exc:
+            raise CheckpointError(f"run {self.run_id}, step {self.step_count}: {exc}") from exc
         self.store.record_checkpoint(self.run_id, self.step_count, str(final))
         self.store.add_event(self.run_id, self.step_count, "checkpoint", {"path": str(final)})
         self._last_ckpt_step = self.step_count
@@ -509,24 +491,16 @@ class Session:
 
     def _usable_checkpoint(self) -> dict | None:
         for ck in sorted(self.store.checkpoints(self.run_id), key=lambda c: c["step"], reverse=True):
-            p = Path(ck["path"])
-            if (p / "state.json").is_file() and (p / "adapter.safetensors").is_file():
+            if is_complete(Path(ck["path"])):
                 return ck
         return None
 
     def _load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
-        try:
-            weights = load_file(str(path / "adapter.safetensors"))
-            state = json.loads((path / "state.json").read_text())
-            opt_state = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from exc
-        _copy_adapter(self.model, weights, path)
-        self.optimizer.load_state_dict(opt_state)
-        if (path / "strategy_state.pt").is_file():
-            self._pending_state = torch.load(path / "strategy_state.pt", map_location=self.device, weights_only=True)
+        ck = read_checkpoint(path, self.device)
+        copy_adapter(self.model, ck.weights, path)
+        self.optimizer.load_state_dict(ck.optimizer)
+        self._pending_state = ck.strategy_states
+        state = ck.state
         self.history = SuccessHistory.from_json(state["history"])
         self.step_count = int(state["step"])
         self._last_ckpt_step = self.step_count
@@ -593,22 +567,9 @@ class Session:
         return f"Session(run_id={self.run_id!r}, step={self.step_count}, strategy={self.config.strategy!r})"
 
 
-def _copy_adapter(model, weights: dict, path: Path) -> None:
-    params = dict(model.named_parameters())
-    missing = [n for n in weights if n not in params]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} does not match the model (e.g. {missing[0]}); "
-                              "was the run's model or LoRA config changed?")
-    with torch.no_grad():
-        for n, w in weights.items():
-            params[n].copy_(w.to(params[n].device))
-
-
 def load_run_policy(run_id: str, workspace: str | os.PathLike = "runs", step: int | None = None):
     """(model with the run's adapter at a checkpoint, tokenizer, RunConfig, info) for evaluation,
     without touching the store. ``step`` None = the last checkpoint."""
-    from safetensors.torch import load_file
-
     store = RunStore(workspace)
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict({k: v for k, v in run["config"].items() if k != "resolved"})
@@ -622,10 +583,6 @@ def load_run_policy(run_id: str, workspace: str | os.PathLike = "runs", step: in
     ck = max(cks, key=lambda c: c["step"])
     model, tok, info = load_model_and_tokenizer(cfg.model)
     model = add_lora(model, cfg.lora, seed=cfg.seed)
-    try:
-        weights = load_file(str(Path(ck["path"]) / "adapter.safetensors"))
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {ck['path']} is unreadable: {exc}") from exc
-    _copy_adapter(model, weights, Path(ck["path"]))
+    copy_adapter(model, read_checkpoint(Path(ck["path"]), info["device"]).weights, Path(ck["path"]))
     model.eval()
     return model, tok, cfg, {**info, "step": ck["step"]}

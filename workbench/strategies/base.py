@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 import torch
 
 from workbench.errors import ConfigError, UnknownNameError
-from workbench.strategies.catalog import KINDS, LOSS_PREFIXES, PIECES, PRESETS, split_composition
+from workbench.strategies.catalog import LOSS_PREFIXES, PIECES, PRESETS, split_composition
 
 
 @dataclass
