@@ -65,3 +65,41 @@ def test_dataset_backed_task_trains_on_a_random_weight_model(random_model_dir, t
     recs = list(sess.run())
     assert recs[0]["train/num_tokens"] > 0
     assert sess.store.get_run(sess.run_id)["config"]["resolved"]["model"]["local"] is True
+
+
+def test_merged_lora_forward_matches_peft_and_leaves_the_base_alone(random_model_dir):
+    from workbench.models.fast_lora import MergedLoRA
+
+    model, tok, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))
+    pm = add_lora(model, LoraConfig(rank=4))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    base_before = {n: p.detach().clone() for n, p in pm.named_parameters() if not p.requires_grad}
+    fast = MergedLoRA(pm)
+    assert fast.usable and len(fast.layers) > 0
+    x = torch.tensor([tok("N=040:3+37")["input_ids"], tok("N=012:5+7<")["input_ids"]])
+
+    def grads(fn):
+        pm.zero_grad()
+        out = fn(input_ids=x).logits
+        out.float().logsumexp(-1).mean().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in pm.named_parameters() if p.requires_grad}
+
+    ref_out, ref_g = grads(pm)
+    fast_out, fast_g = grads(fast)
+    assert torch.allclose(ref_out, fast_out, atol=1e-4)
+    for n in ref_g:
+        assert torch.allclose(ref_g[n], fast_g[n], atol=1e-5, rtol=1e-3), n
+    with fast.frozen(), torch.no_grad():
+        assert torch.allclose(fast(input_ids=x).logits, ref_out, atol=1e-4)
+    for n, p in pm.named_parameters():
+        if not p.requires_grad:
+            assert torch.equal(p, base_before[n]), n
+    with torch.no_grad():
+        adapted = pm(input_ids=x).logits                          # the adapter is enabled again afterwards
+    assert torch.allclose(adapted, ref_out, atol=1e-5)
+    pm2 = add_lora(load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))[0],
+                   LoraConfig(rank=4, dropout=0.1))
+    assert not MergedLoRA(pm2).usable                             # dropout on the adapter input: plain PEFT path

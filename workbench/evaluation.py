@@ -63,12 +63,13 @@ def evaluate_model(
     ent_per_problem = np.zeros(len(problems))
     tok_per_problem = np.zeros(len(problems))
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    chunk_size = max(n, chunk_size - chunk_size % n)     # whole problems per chunk: one prefill per problem
     for start in range(0, len(rows), chunk_size):
         chunk = rows[start : start + chunk_size]
         ro = sample(model, [prompt_ids[i] for i, _ in chunk],
                     [eval_seed(seed, problems[i].id, j) for i, j in chunk],
                     max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
-                    temperature=temperature, processors=processors, decode=decode)
+                    temperature=temperature, processors=processors, decode=decode, group_size=n)
         texts[start : start + len(chunk)] = ro.texts
         row_ent = (ro.entropy * ro.completion_mask).sum(-1).double().cpu().numpy()   # [n_chunk]
         row_tok = ro.completion_mask.sum(-1).double().cpu().numpy()

@@ -31,6 +31,7 @@ from workbench.metrics import (
     approx_kl,
     boundary_summary,
     clip_fractions,
+    collapse_index,
     collapse_summary,
     group_split,
     logprob_advantage_cov,
@@ -39,6 +40,7 @@ from workbench.metrics import (
     oversharpening_summary,
     sequence_logprobs,
 )
+from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
 from workbench.store import RunStore
@@ -84,6 +86,7 @@ class Session:
         model, self.tokenizer, self.model_info = load_model_and_tokenizer(cfg.model)
         self.model = add_lora(model, cfg.lora, seed=cfg.seed)
         self.model.train()
+        self.fast = MergedLoRA(self.model)               # the policy's forward for rollouts and updates
         self.device = self.model_info["device"]
         self.lora_params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.lora_params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
@@ -195,10 +198,11 @@ class Session:
         seeds = [row_seed(cfg.seed, "train", s, problems[b].id, g) for b in range(B) for g in range(G)]
         sampler = self._sampler()
         self.model.eval()
-        ro = sample(self.model, rows, seeds, max_new_tokens=self.max_new_tokens,
-                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
-                    temperature=cfg.rollout.temperature, decode=self._decode,
-                    processors=[sampler.processor()] if sampler is not None else ())
+        with self.fast.frozen():
+            ro = sample(self.fast, rows, seeds, max_new_tokens=self.max_new_tokens,
+                        eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
+                        temperature=cfg.rollout.temperature, decode=self._decode, group_size=G,
+                        processors=[sampler.processor()] if sampler is not None else ())
         self.model.train()
         t_rollout = time.perf_counter()
 
@@ -228,7 +232,7 @@ class Session:
         grad_norms, losses, kl_old, ratio_mean, token_selected = [], [], 0.0, 1.0, 0
         logp = old_logp
         for u in range(cfg.optim.updates_per_batch):
-            logp, ent = token_logprobs(self.model, ro, cfg.rollout.temperature,
+            logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
                                        with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
             if u == 0:  # pi_theta / pi_old before any update: 1 on-policy, not with DLC sampling
                 ratio_mean = float(masked_mean(torch.exp(logp.detach() - old_logp), mask))
@@ -330,7 +334,7 @@ class Session:
         todo = [split for split in self.eval_sets if split not in self.base]
         for split in todo:
             with self.model.disable_adapter():
-                res = self._evaluate_split(split)
+                res = self._evaluate_split(split, self.model)
                 bank = self._bank_modes(split, res)
             self.base[split] = {p["problem_id"]: p for p in res.problems}
             self._bank[split] = bank
@@ -348,7 +352,8 @@ class Session:
         self.ensure_base()
         merged: dict[str, float] = {}
         for split in self.eval_sets:
-            res = self._evaluate_split(split)
+            with self.fast.frozen():
+                res = self._evaluate_split(split, self.fast)
             summary = dict(res.summary)
             base = self.base.get(split, {})
             base_rows = [base.get(p["problem_id"]) for p in res.problems]
@@ -360,13 +365,12 @@ class Session:
                                             {p["problem_id"]: (p["n"], p["c"]) for p in res.problems}, k_big))
             for p, b in zip(res.problems, base_rows):
                 if b is not None:
-                    from workbench.metrics import collapse_index
-
                     p["collapse_index"] = collapse_index(p["mode_entropy"], b["mode_entropy"])
                     p["base_c"] = b["c"]
             bank = self._bank.get(split) or []
             if bank:
-                logp_now = self._bank_logprobs(split, bank)
+                with self.fast.frozen():
+                    logp_now = self._bank_logprobs(split, bank, self.fast)
                 ids = [b["problem_id"] for b in bank]
                 summary.update(oversharpening_summary(ids, logp_now, [b["ref_logprob"] for b in bank]))
                 per_pid: dict[str, list[float]] = {}
@@ -383,9 +387,9 @@ class Session:
         self._last_eval_step = self.step_count
         return merged
 
-    def _evaluate_split(self, split: str) -> EvalResult:
+    def _evaluate_split(self, split: str, model) -> EvalResult:
         e = self.config.eval
-        return evaluate_model(self.model, self.tokenizer, self.task, self.eval_sets[split], n=e.n, ks=e.ks or None,
+        return evaluate_model(model, self.tokenizer, self.task, self.eval_sets[split], n=e.n, ks=e.ks or None,
                               seed=e.seed, temperature=e.temperature, max_new_tokens=self.max_new_tokens,
                               chunk_size=self.config.rollout.chunk_size, use_chat=self.use_chat,
                               samples_kept=e.samples_kept)
@@ -397,12 +401,12 @@ class Session:
         bank = [{"problem_id": pid, "mode_key": key, "completion": text}
                 for pid, ex in res.examples.items() for key, text in list(ex.items())[:cap]]
         if bank:
-            for b, lp in zip(bank, self._bank_logprobs(split, bank)):
+            for b, lp in zip(bank, self._bank_logprobs(split, bank, self.model)):
                 b["ref_logprob"] = float(lp)
         return bank
 
     @torch.no_grad()
-    def _bank_logprobs(self, split: str, bank: list[dict]) -> list[float]:
+    def _bank_logprobs(self, split: str, bank: list[dict], model) -> list[float]:
         by_id = {p.id: p for p in self.eval_sets[split]}
         out: list[float] = []
         chunk = self.config.rollout.chunk_size
@@ -410,7 +414,7 @@ class Session:
             part = bank[start : start + chunk]
             prompts = self._prompt_ids([by_id[b["problem_id"]] for b in part])
             ro = rollout_from_texts(self.tokenizer, prompts, [b["completion"] for b in part]).to(self.device)
-            logp, _ = token_logprobs(self.model, ro, 1.0)
+            logp, _ = token_logprobs(model, ro, 1.0)
             out.extend(sequence_logprobs(logp, ro.completion_mask).tolist())
         return out
 

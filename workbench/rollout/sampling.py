@@ -67,12 +67,16 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def _cache_kwarg(model) -> str:
-    """Newer transformers name the KV cache argument ``cache``; older ones ``past_key_values``."""
+def _accepts(model, name: str) -> bool:
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return name in inspect.signature(base.forward).parameters
+
+
+def _cache_kwarg(model) -> str:
+    """Newer transformers name the KV cache argument ``cache``; older ones ``past_key_values``."""
+    return "cache" if _accepts(model, "cache") else "past_key_values"
 
 
 @torch.no_grad()
@@ -87,11 +91,13 @@ def sample(
     temperature: float = 1.0,
     processors: Sequence[LogitsProcessor] = (),
     decode: Callable[[list[int]], str] | None = None,
+    group_size: int = 1,
 ) -> Rollout:
     """Sample one completion per entry of ``prompts`` (repeat a prompt G times for a group).
 
     ``seeds[i]`` fixes row i's uniforms. Stops when every row has produced EOS or after
-    ``max_new_tokens``. With processors, ``sample_logp`` is the log-prob under the
+    ``max_new_tokens``. With ``group_size`` G > 1 the rows come in groups of G identical
+    prompts: each prompt is prefilled once and its KV cache repeated G times. With processors, ``sample_logp`` is the log-prob under the
     adjusted distribution the token was really drawn from (off-policy sampling).
     """
     assert len(prompts) == len(seeds), "one seed per row"
@@ -104,11 +110,20 @@ def sample(
 
     from transformers import DynamicCache
 
-    cache = {_cache_kwarg(model): DynamicCache()}
+    kv = DynamicCache()
+    cache = {_cache_kwarg(model): kv}
     attn = prompt_mask
-    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions(attn), use_cache=True, **cache)
+    G = group_size if group_size > 1 and N % group_size == 0 else 1
+    if G > 1:  # prefill each distinct prompt once, then share its cache across the group
+        assert all(prompts[i] == prompts[i - i % G] for i in range(N)), "rows must come in groups of equal prompts"
+        u_ids, u_mask = prompt_ids[::G], prompt_mask[::G]                # [B, P]
+        out = model(input_ids=u_ids, attention_mask=u_mask, position_ids=positions(u_mask), use_cache=True, **cache)
+        kv.batch_repeat_interleave(G)
+        logits = out.logits[:, -1, :].repeat_interleave(G, dim=0)        # [N, V]
+    else:
+        out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions(attn), use_cache=True, **cache)
+        logits = out.logits[:, -1, :]                                    # [N, V]
     next_pos = positions(attn)[:, -1:] + 1                               # [N, 1]
-    logits = out.logits[:, -1, :]                                        # [N, V]
 
     tokens = torch.full((N, T), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((N, T), dtype=torch.float32, device=device)
@@ -162,11 +177,15 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entro
     same function under ``torch.no_grad()`` and ``model.disable_adapter()`` gives the
     reference policy.
     """
-    P = rollout.prompt_ids.shape[1]
+    T = rollout.completion_ids.shape[1]
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)          # [N, P+T]
     mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)       # [N, P+T]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits
-    logits = logits[:, P - 1 : -1, :].float() / temperature                      # [N, T, V]
+    # only the positions that predict completion tokens need the LM head (a large V saves much)
+    if _accepts(model, "logits_to_keep"):
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=T + 1).logits
+    else:
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits[:, -(T + 1):]
+    logits = logits[:, :-1, :].float() / temperature                             # [N, T, V]
     logp_all = torch.log_softmax(logits, dim=-1)                                 # [N, T, V]
     logp = logp_all.gather(-1, rollout.completion_ids[..., None]).squeeze(-1)    # [N, T]
     ent = None

@@ -1,0 +1,175 @@
+"""The workbench's training step against TRL's GRPOTrainer, on the same work, side by side.
+
+    python benchmarks/vs_trl.py [--steps 8] [--warmup 2] [--json]
+
+Both run on the embedded model and task (two_primes) with identical work: B prompts per
+step, G samples per prompt, the same generation limit, LoRA of the same rank on all
+linear layers, no KL term, one optimiser step per rollout batch, token-mean loss with
+eps = 0.2. Each tool runs in its own subprocess (one after the other, so they do not
+compete for the cores) and reports the median wall time of a whole training step after
+warm-up (the workbench's includes its per-step metrics and store write), rollout and
+update tokens per second, and its peak resident memory. Generated lengths differ a little
+between the tools (different sampling streams), so tokens per second are also given.
+
+Needs trl (`pip install trl`, an optional dev dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+DEFAULTS = {"prompts": 32, "group": 8, "max_new_tokens": 10, "rank": 16, "lr": 5e-4}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_workbench(a: argparse.Namespace) -> dict:
+    from workbench.session import Session
+
+    with tempfile.TemporaryDirectory() as ws:
+        sess = Session(workspace=ws, steps=a.warmup + a.steps, **{
+            "rollout.prompts_per_step": a.prompts, "rollout.group_size": a.group,
+            "rollout.max_new_tokens": a.max_new_tokens, "lora.rank": a.rank, "lora.alpha": 2.0 * a.rank,
+            "optim.lr": a.lr, "optim.updates_per_batch": 1, "loss.kl_coef": 0.0,
+            "eval.every": 0, "eval.n": 1, "eval.max_problems": 1, "eval.seen_problems": 0, "checkpoint_every": 0})
+        sess.ensure_base()
+        walls, recs = [], []
+        for _ in range(a.warmup + a.steps):
+            t0 = time.perf_counter()
+            recs.append(sess.step())
+            walls.append(time.perf_counter() - t0)
+    walls, recs = walls[a.warmup:], recs[a.warmup:]
+    tokens = [r["train/num_tokens"] for r in recs]
+    return {
+        "step_s": statistics.median(walls),
+        "rollout_tok_s": statistics.median(r["perf/rollout_tok_s"] for r in recs),
+        "update_tok_s": statistics.median(r["perf/update_tok_s"] for r in recs),
+        "tokens_per_step": statistics.mean(tokens),
+        "step_s_per_1k_tokens": statistics.median(w / t * 1000 for w, t in zip(walls, tokens)),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def run_trl(a: argparse.Namespace) -> dict:
+    import transformers
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from workbench.paths import MODELS_DIR
+    from workbench.tasks import get_task
+
+    task = get_task("two_primes")
+    problems = {task.prompt(p): p for p in task.load_split("train")}
+    path = MODELS_DIR / "tiny-primes"
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path)
+    n_steps = a.warmup + a.steps
+    prompts = list(problems) * (1 + (n_steps * a.prompts) // len(problems))
+    ds = Dataset.from_dict({"prompt": prompts[: n_steps * a.prompts]})
+    counted = {"tokens": []}
+
+    def reward(prompts, completions, **_):
+        out = [task.verify(problems[p], c).reward for p, c in zip(prompts, completions)]
+        counted["tokens"].append(sum(len(tok(c, add_special_tokens=False)["input_ids"]) + 1 for c in completions))
+        return out
+
+    gen_time = {"s": 0.0}
+    real_generate = transformers.GenerationMixin.generate
+
+    def timed_generate(self, *args, **kw):
+        t0 = time.perf_counter()
+        try:
+            return real_generate(self, *args, **kw)
+        finally:
+            gen_time["s"] += time.perf_counter() - t0
+
+    transformers.GenerationMixin.generate = timed_generate
+    walls, gens = [], []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0, self.g0 = time.perf_counter(), gen_time["s"]
+
+        def on_step_end(self, args, state, control, **kw):
+            walls.append(time.perf_counter() - self.t0)
+            gens.append(gen_time["s"] - self.g0)
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = GRPOConfig(
+            output_dir=out, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
+            max_completion_length=a.max_new_tokens, beta=0.0, num_iterations=1, gradient_accumulation_steps=1,
+            learning_rate=a.lr, loss_type="dapo", epsilon=0.2, temperature=1.0, max_steps=n_steps,
+            use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000, shuffle_dataset=False,
+            disable_tqdm=True, seed=0)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok,
+                              peft_config=LoraConfig(r=a.rank, lora_alpha=2 * a.rank, target_modules="all-linear",
+                                                     task_type="CAUSAL_LM"), callbacks=[Timer()])
+        trainer.train()
+    walls, gens, tokens = walls[a.warmup:], gens[a.warmup:], counted["tokens"][a.warmup:n_steps]
+    return {
+        "step_s": statistics.median(walls),
+        "rollout_tok_s": statistics.median(t / g for t, g in zip(tokens, gens)),
+        "update_tok_s": statistics.median(t / (w - g) for t, w, g in zip(tokens, walls, gens)),
+        "tokens_per_step": statistics.mean(tokens),
+        "step_s_per_1k_tokens": statistics.median(w / t * 1000 for w, t in zip(walls, tokens)),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=8, help="measured steps (after warm-up), at least 5")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=DEFAULTS["prompts"], help="B: prompts per step")
+    ap.add_argument("--group", type=int, default=DEFAULTS["group"], help="G: samples per prompt")
+    ap.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
+    ap.add_argument("--rank", type=int, default=DEFAULTS["rank"])
+    ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", choices=["workbench", "trl"], help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps((run_workbench if a.worker == "workbench" else run_trl)(a)))
+        return
+    if a.steps < 5:
+        ap.error("--steps must be at least 5")
+    results = {}
+    for worker in ("workbench", "trl"):
+        cmd = [sys.executable, __file__, "--worker", worker] + [
+            x for k, v in vars(a).items() if k not in ("worker", "json") for x in (f"--{k.replace('_', '-')}", str(v))]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        if proc.returncode != 0:
+            sys.exit(f"{worker} benchmark failed:\n{proc.stderr[-3000:]}")
+        results[worker] = json.loads(proc.stdout.strip().splitlines()[-1])
+    wb, trl = results["workbench"], results["trl"]
+    results["ratio_step_time"] = wb["step_s"] / trl["step_s"]
+    results["ratio_per_token"] = wb["step_s_per_1k_tokens"] / trl["step_s_per_1k_tokens"]
+    results["config"] = {k: v for k, v in vars(a).items() if k not in ("worker", "json")}
+    if a.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"same work: B={a.prompts} prompts x G={a.group} samples, <= {a.max_new_tokens} new tokens, "
+          f"LoRA r={a.rank} all-linear, 1 optimiser step per batch, no KL; median of {a.steps} steps after {a.warmup}")
+    print(f"{'':<10} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} {'update tok/s':>13} {'peak MB':>8}")
+    for name in ("workbench", "trl"):
+        r = results[name]
+        print(f"{name:<10} {r['step_s']:>8.3f} {r['tokens_per_step']:>9.0f} {r['step_s_per_1k_tokens']:>9.3f} "
+              f"{r['rollout_tok_s']:>14.0f} {r['update_tok_s']:>13.0f} {r['peak_rss_mb']:>8.0f}")
+    print(f"workbench / TRL step time: {results['ratio_step_time']:.2f} (per token: {results['ratio_per_token']:.2f})")
+
+
+if __name__ == "__main__":
+    main()

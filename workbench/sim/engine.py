@@ -1,0 +1,481 @@
+"""The Simulator: RLVR on a featurised softmax policy, through the engine's own strategy and loss.
+
+One step (the LLM engine's step with a mode in place of a completion):
+draw B training problems -> sample G modes each from pi_old -> rewards, correct
+-> ``GroupBatch`` -> ``strategy.advantages`` (reward transform -> estimator -> calibrations)
+-> ``workbench.losses.policy_loss`` with each sample as one "token" (clipping against
+pi_old, aggregation, KL to the base, entropy term, token calibrations) -> gradient steps
+on the policy's parameters, ``updates_per_batch`` times.
+
+``expected_step()`` is the same update with the sampling noise removed: the exact
+expectation of the loss over the draw of problems and of groups of G (infinitely many
+groups of the same size G). Its per-sample advantages come from the strategy itself,
+applied to every possible group composition. Shapes: P problems, M modes, B problems per
+step, G samples per problem, N = B*G samples, R training problems.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.errors import ConfigError
+from workbench.losses import policy_loss
+from workbench.metrics import SuccessHistory, advantage_stats, approx_kl, clip_fractions, group_split, kl_k3
+from workbench.metrics import logprob_advantage_cov
+from workbench.rollout.sampling import row_seed
+from workbench.sim import policy as pol
+from workbench.sim.config import SimConfig, build_world
+from workbench.sim.evaluation import evaluate_split
+from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
+from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
+
+
+class Simulator:
+    """An instant RLVR run. ``Simulator(SimConfig(...))`` or ``Simulator(coupling=0.5, ...)``."""
+
+    def __init__(self, config: SimConfig | dict | None = None, **overrides: Any):
+        if config is None:
+            config = SimConfig()
+        elif isinstance(config, dict):
+            config = SimConfig.from_dict(config)
+        if overrides:
+            config = config.replace(**overrides)
+        self.config = config.validate()
+        cfg = self.config
+        self.world = build_world(cfg)
+        self.policy = pol.FeaturePolicy(self.world.base_logp, self.world.correct, cfg.coupling)
+        self.base_probs = np.exp(self.world.base_logp)                             # [P, M]
+        self._rewards = torch.as_tensor(self.world.rewards, dtype=torch.float32)   # [P, M]
+        self._correct = torch.as_tensor(self.world.correct)                        # [P, M]
+        self._train = torch.as_tensor(self.world.train_ids)                        # [R]
+        self.generator = torch.Generator().manual_seed(row_seed(cfg.seed, "sim"))
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+        else:
+            self.optimizer = None   # plain SGD, done by hand (no per-step optimiser overhead)
+        self.strategy = self._build(cfg.strategy, cfg.strategy_params)
+        self._history = SuccessHistory()           # per-problem success record, brought up to date on use
+        self._history_upto = 0                     # how many entries of _samples it holds
+        self.step_count = 0
+        self.records: list[dict] = []              # one scalar record per step
+        self.evaluations: list[dict] = []          # {"step", "label", "split", "summary", "problems"}
+        self.events: list[tuple[int, str, dict]] = [(0, "strategy", self.strategy.describe())]
+        self._samples: list[tuple] = []            # (step, rows [B], modes [B, G], adv_abs [B], rewards [B])
+        rng = np.random.default_rng(row_seed(cfg.seed, "eval") % (2**63))
+        self._uniforms = rng.random((cfg.problems, cfg.eval_n))                    # [P, n] common random numbers
+        self._store = None
+        self._canon = None                         # cached canonical advantages of expected_step
+        self.run_id: str | None = None
+        self._base: dict[str, list[dict]] = {}
+        self._evaluate(label="base")
+
+    # ------------------------------------------------------------------ strategies
+    def _build(self, spec: str, params: dict) -> Strategy:
+        strat = build_strategy(spec, params)
+        if strat.sampling is not None:
+            raise ConfigError(
+                f"strategy {spec!r} has the sampling calibration {strat.sampling[0].name!r} (DLC's memory network), "
+                "which needs a language model's token stream; the simulator has none. Use the strategy without it "
+                "(e.g. 'iac' instead of 'iac_dlc'), or run it on a model with workbench.session.Session")
+        return strat
+
+    def set_strategy(self, spec: str, **params: Any) -> None:
+        """Switch strategy from the next step on (an event at the current step)."""
+        self.strategy = self._build(spec, params)
+        self.config.strategy, self.config.strategy_params = spec, dict(params)
+        event = (self.step_count, "strategy", self.strategy.describe())
+        self.events.append(event)
+        if self._store is not None:
+            self._store.set_strategy(self.run_id, spec)
+            self._store.add_event(self.run_id, *event)
+
+    def _loss_settings(self) -> dict[str, Any]:
+        loss = dict(vars(self.config.loss))
+        loss.update(self.strategy.loss_overrides)
+        return loss
+
+    # ------------------------------------------------------------------ training
+    def step(self) -> dict:
+        """One sampled training step; returns its scalar record."""
+        with _one_thread():
+            return self._step()
+
+    def _step(self) -> dict:
+        cfg, pi = self.config, self.policy
+        s = self.step_count + 1
+        B, G = cfg.prompts_per_step, cfg.group_size
+        rows = self._train[torch.randperm(len(self._train), generator=self.generator)[:B]]     # [B]
+        z = pi.logits(rows)                                                                     # [B, M] (grad)
+        logp_full = torch.log_softmax(z, -1)                                                    # [B, M] (pi_old now)
+        logp_all = logp_full.detach()                                                           # [B, M]
+        probs = logp_all.exp()                                                                  # [B, M]
+        modes = torch.multinomial(probs, G, replacement=True, generator=self.generator)        # [B, G]
+        rewards = self._rewards[rows[:, None], modes]                                           # [B, G]
+        correct = self._correct[rows[:, None], modes]                                           # [B, G]
+        ent_b = -(probs * logp_all).sum(-1)                                                     # [B]
+        ids = [self.world.problem_ids[i] for i in rows.tolist()]
+        batch = GroupBatch(problem_ids=ids, rewards=rewards, correct=correct,
+                           parsed=torch.ones(B, G, dtype=torch.bool),
+                           answers=[[str(m) for m in row] for row in modes.tolist()],
+                           entropy=ent_b[:, None].expand(B, G).float(), step=s,
+                           history=self.history if self._uses_history() else None, seed=cfg.seed)
+        out = self.strategy.advantages(batch)
+        adv = out.advantage.double().reshape(-1, 1)                                            # [N, 1]
+        old_logp = logp_all.gather(1, modes).reshape(-1, 1)                                     # [N, 1]
+        ref_logp = pi.base_logp[rows[:, None], modes].reshape(-1, 1)                           # [N, 1]
+        mask = torch.ones_like(adv)                                                             # [N, 1]
+        loss_cfg = self._loss_settings()
+        clip_stats, losses, token_selected = [], [], 0
+        for u in range(cfg.updates_per_batch):
+            if u > 0:
+                z = pi.logits(rows)                                                             # [B, M]
+                logp_full = torch.log_softmax(z, -1)
+            logp = logp_full.gather(1, modes).reshape(-1, 1)                                    # [N, 1]
+            ent = None
+            if loss_cfg["entropy_coef"] != 0:
+                h = -(logp_full.exp() * logp_full).sum(-1)                                      # [B]
+                ent = h[:, None].expand(B, G).reshape(-1, 1)                                    # [N, 1]
+            shaping = None
+            if self.strategy.token:
+                gen = torch.Generator().manual_seed(row_seed(cfg.seed, "token", s, u))
+                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv, mask, gen))
+                token_selected += shaping.selected
+            parts = policy_loss(logp, old_logp, adv, mask, eps_low=loss_cfg["eps_low"], eps_high=loss_cfg["eps_high"],
+                                aggregation=loss_cfg["aggregation"], max_len=1, kl_coef=loss_cfg["kl_coef"],
+                                ref_logp=ref_logp, entropy_coef=loss_cfg["entropy_coef"], entropy=ent,
+                                token_weight=shaping.weight if shaping else None,
+                                extra=(shaping.extra_coef * (logp - old_logp).abs())
+                                if shaping is not None and shaping.extra_coef is not None else None)
+            if cfg.diagnostics:
+                clip_stats.append(clip_fractions(parts.ratio, adv, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
+            self._descend(parts.loss, rows, logp_full)
+            losses.append(parts.loss.item())
+        rec: dict[str, float] = {
+            "train/reward_mean": float(rewards.mean()),
+            "train/reward_transformed_mean": float(out.reward.mean()),
+            "train/pass@1": float(correct.float().mean()),
+            "train/loss": sum(losses) / len(losses),
+            "train/entropy": float(ent_b.mean()),
+        }
+        if cfg.diagnostics:
+            rec.update({
+                "train/logp_adv_cov": logprob_advantage_cov(old_logp, adv, mask),
+                "train/kl_old": approx_kl(logp.detach(), old_logp, mask),   # before the last update, as the engine
+                "train/kl_ref": approx_kl(ref_logp, old_logp, mask),
+                "train/ratio_mean": 1.0,
+                "train/parse_error_frac": 0.0,
+                "train/completion_len": 1.0,
+            })
+            rec.update(group_split(correct))
+            rec.update(advantage_stats(out.advantage))
+            for key in clip_stats[0]:
+                rec[key] = sum(cs[key] for cs in clip_stats) / len(clip_stats)
+        if self.strategy.token:
+            rec["train/token_calibrated"] = token_selected / cfg.updates_per_batch
+        self._samples.append((s, rows.numpy().astype(np.int32), modes.numpy().astype(np.int16),
+                              out.advantage.abs().mean(1).numpy(), rewards.mean(1).numpy(),
+                              correct.sum(1).numpy()))
+        return self._finish_step(s, rec)
+
+    def expected_step(self) -> dict:
+        """One exact infinite-batch update: the expectation over the draw of B problems and of
+        groups of G of the sampled step's loss, then ``updates_per_batch`` gradient steps on it.
+
+        The advantage of a sample in a group depends on its own reward and the multiset of
+        the others' rewards; the strategy is applied to every such group (a canonical batch)
+        and each is weighted by its multinomial probability under pi_old. Strategies whose
+        advantages depend on more than that are rejected: reward transforms (random,
+        majority vote, entropy), token calibrations (random or top-fraction token choices)
+        and BBG's ``history`` option.
+        """
+        with _one_thread():
+            return self._expected_step()
+
+    def _expected_step(self) -> dict:
+        cfg, pi = self.config, self.policy
+        self._check_exchangeable()
+        s = self.step_count + 1
+        G, M = cfg.group_size, self.world.rewards.shape[1]
+        rows = self._train                                                                      # [R]
+        R = len(rows)
+        levels, level_of = np.unique(self.world.rewards, return_inverse=True)                  # [L], [P*M]
+        level_of = torch.as_tensor(level_of.reshape(self.world.rewards.shape))[rows]           # [R, M]
+        comps, adv_lk = self._canonical_advantages(levels, s)                                  # [K, L], [L, K]
+        L = len(levels)
+        with torch.no_grad():
+            logp_old_all = pi.log_probs(rows)                                                   # [R, M]
+            p_old = logp_old_all.exp()
+            q = torch.zeros(R, L, dtype=torch.float64).scatter_add_(1, level_of, p_old)         # [R, L] mass per level
+            log_pmf = (math.lgamma(G) - torch.lgamma(comps + 1.0).sum(1))[None, :] \
+                + torch.xlogy(comps[None, :, :], q[:, None, :]).sum(-1)                         # [R, K]
+            pmf = log_pmf.exp()                                                                 # [R, K]
+            a_pos = pmf @ adv_lk.clamp(min=0).T                                                 # [R, L] E[A+ | level]
+            a_neg = pmf @ adv_lk.clamp(max=0).T                                                 # [R, L] E[A- | level]
+            adv = torch.stack([a_pos.gather(1, level_of), a_neg.gather(1, level_of)], -1)      # [R, M, 2]
+            adv = adv.reshape(R * M, 2)
+            weight = (2 * M * p_old).reshape(R * M, 1).expand(R * M, 2)                         # [R*M, 2]
+            old = logp_old_all.reshape(R * M, 1).expand(R * M, 2)
+            ref = pi.base_logp[rows].reshape(R * M, 1).expand(R * M, 2)
+        mask = torch.ones(R * M, 2, dtype=torch.float64)
+        first = torch.tensor([1.0, 0.0], dtype=torch.float64)                                  # KL/entropy once per sample
+        loss_cfg = self._loss_settings()
+        losses = []
+        for _ in range(cfg.updates_per_batch):
+            z = pi.logits(rows)                                                                 # [R, M]
+            logp_full = torch.log_softmax(z, -1)
+            logp = logp_full.reshape(R * M, 1).expand(R * M, 2)                                 # [R*M, 2]
+            extra = torch.zeros(R * M, 2, dtype=torch.float64)
+            if loss_cfg["kl_coef"] > 0:
+                extra = extra + weight * first * loss_cfg["kl_coef"] * kl_k3(logp, ref)
+            if loss_cfg["entropy_coef"] != 0:
+                h = -(logp_full.exp() * logp_full).sum(-1)                                      # [R]
+                h = h[:, None].expand(R, M).reshape(R * M, 1)
+                extra = extra - weight * first * loss_cfg["entropy_coef"] * h
+            parts = policy_loss(logp, old, adv, mask, eps_low=loss_cfg["eps_low"], eps_high=loss_cfg["eps_high"],
+                                aggregation=loss_cfg["aggregation"], max_len=2, token_weight=weight, extra=extra)
+            self._descend(parts.loss, rows, logp_full)
+            losses.append(parts.loss.item())
+        rec = {"train/loss": sum(losses) / len(losses), "sim/expected": 1.0}
+        return self._finish_step(s, rec)
+
+    @property
+    def history(self) -> SuccessHistory:
+        """Each training problem's success record (``workbench.metrics.SuccessHistory``), as
+        the LLM session keeps it; brought up to date from the recorded samples on access."""
+        for s, rows, _, _, _, c in self._samples[self._history_upto:]:
+            self._history.update(s, [self.world.problem_ids[i] for i in rows], c, self.config.group_size)
+        self._history_upto = len(self._samples)
+        return self._history
+
+    def _uses_history(self) -> bool:
+        return any(getattr(p, "history", False) for _, p in self.strategy.calibrations)
+
+    def _check_exchangeable(self) -> None:
+        st = self.strategy
+        why = []
+        if st.reward:
+            why.append(f"its reward transform {st.reward[0][0].name!r} depends on more than the sampled mode")
+        if st.token:
+            why.append(f"its token calibration(s) {', '.join(p.name for p, _ in st.token)} choose tokens at random")
+        for piece, p in st.calibrations:
+            if getattr(p, "history", False):
+                why.append(f"{piece.name}.history uses the per-problem sampling history")
+        if why:
+            raise ConfigError(f"expected_step() cannot take strategy {st.name!r}: " + "; ".join(why)
+                              + ". Use step() (sampled updates) for it, or drop those pieces")
+
+    def _canonical_advantages(self, levels: np.ndarray, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(comps [K, L], adv [L, K]): every composition of the other G-1 rewards as counts per
+        level, and the advantage of a focal sample with reward levels[l] in a group with the
+        others comps[k], computed by the strategy itself (cached per strategy: the accepted
+        strategies are pure functions of the group's rewards)."""
+        G = self.config.group_size
+        key = (G, tuple(levels.tolist()))
+        if self._canon is not None and self._canon[0] is self.strategy and self._canon[1] == key:
+            return self._canon[2], self._canon[3]
+        comps = _compositions(G - 1, len(levels))                                              # [K, L]
+        L, K = len(levels), comps.shape[0]
+        lv = torch.as_tensor(levels, dtype=torch.float32)
+        others = torch.stack([torch.repeat_interleave(lv, comps[k].long()) for k in range(K)])   # [K, G-1]
+        rewards = torch.cat([lv[:, None, None].expand(L, K, 1), others[None].expand(L, K, G - 1)], -1).reshape(L * K, G)
+        batch = GroupBatch(problem_ids=[f"canonical-{i}" for i in range(L * K)], rewards=rewards, correct=rewards > 0,
+                           parsed=torch.ones(L * K, G, dtype=torch.bool), answers=[[None] * G for _ in range(L * K)],
+                           entropy=torch.zeros(L * K, G), step=s, history=None, seed=self.config.seed)
+        adv = self.strategy.advantages(batch).advantage[:, 0].double().reshape(L, K)
+        self._canon = (self.strategy, key, comps, adv)
+        return comps, adv
+
+    def _descend(self, loss: torch.Tensor, rows: torch.Tensor, logp_full: torch.Tensor) -> None:
+        """One optimiser step on the policy's parameters from ``loss``, whose problems are
+        ``rows`` [R] with current log-probabilities ``logp_full`` [R, M].
+
+        ``update = "gradient"``: the plain gradient. ``"natural"``: the natural gradient,
+        delta = (F + damping*I)^-1 g in parameter space, F = mean over the rows of
+        J_r^T (diag(pi_r) - pi_r pi_r^T) J_r the Fisher information of the rows' softmaxes
+        (J_r the logits' Jacobian). With kappa = 0 the logit step is then the
+        importance-weighted advantage itself, whose expectation gives
+        pi_new ∝ pi_old * exp(lr * A): every mode with the same advantage is scaled alike."""
+        params = self.policy.parameters()
+        for p in params:
+            p.grad = None
+        loss.backward()
+        if self.config.update == "natural":
+            self._natural(rows, logp_full.detach().exp())
+        if self.optimizer is not None:
+            self.optimizer.step()
+            return
+        with torch.no_grad():
+            for p in params:
+                p.sub_(self.config.lr * p.grad)
+
+    @torch.no_grad()
+    def _natural(self, rows: torch.Tensor, probs: torch.Tensor) -> None:
+        """Replace the parameters' gradients (rows of a, and s) by the natural gradient."""
+        pi = self.policy
+        R, M = probs.shape
+        ka, ks = pi.k_private, pi.k_shared
+        fisher = torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]               # [R, M, M]
+        fisher = fisher / R                                                                     # the loss is a mean over rows
+        n = (R + 1) * M
+        H = torch.zeros(n, n, dtype=torch.float64)
+        H[: R * M, : R * M] = torch.block_diag(*(ka * ka * fisher))                             # a-a blocks
+        cross = (ka * ks * fisher).reshape(R * M, M)                                            # [R*M, M] a-s blocks
+        H[: R * M, R * M:] = cross
+        H[R * M:, : R * M] = cross.T
+        H[R * M:, R * M:] = ks * ks * fisher.sum(0)                                             # s-s block
+        H += (self.config.natural_damping / R) * torch.eye(n, dtype=torch.float64)
+        g = torch.cat([pi.a.grad[rows].reshape(-1), pi.s.grad])                                # [(R+1)*M]
+        delta = torch.linalg.solve(H, g)
+        pi.a.grad.zero_()
+        pi.a.grad[rows] = delta[: R * M].reshape(R, M)
+        pi.s.grad.copy_(delta[R * M:])
+
+    def _finish_step(self, s: int, rec: dict) -> dict:
+        probs = self.policy.probs()
+        corr = self.world.correct
+        succ = pol.success(probs, corr)
+        train, held = self.world.train_ids, self.world.heldout_ids
+        rec["sim/success"] = float(succ[train].mean())
+        rec["sim/entropy"] = float(pol.entropy(probs[train]).mean())
+        if len(held):
+            rec["sim/heldout_success"] = float(succ[held].mean())
+            rec["sim/heldout_entropy"] = float(pol.entropy(probs[held]).mean())
+        self.step_count = s
+        record = {"step": s, **rec}
+        self.records.append(record)
+        if self._store is not None and s % self.config.log_every == 0:
+            self._write_step(record)
+        if self.config.eval_every and s % self.config.eval_every == 0:
+            self.evaluate()
+        return record
+
+    def run(self, n: int, expected: bool = False) -> Iterator[dict]:
+        """Yield one record per step for ``n`` steps (sampled, or exact with ``expected``)."""
+        for _ in range(int(n)):
+            yield self.expected_step() if expected else self.step()
+
+    def train(self, n: int, expected: bool = False) -> "Simulator":
+        """Run ``n`` steps without yielding (returns self, for chaining)."""
+        for _ in self.run(n, expected):
+            pass
+        return self
+
+    # ------------------------------------------------------------------ exact quantities
+    def mode_probs(self) -> np.ndarray:
+        """pi(m | p) now: [P, M] (float64)."""
+        return self.policy.probs()
+
+    def success(self) -> np.ndarray:
+        """Probability that one sample is correct, per problem: [P]."""
+        return pol.success(self.policy.probs(), self.world.correct)
+
+    def pass_at_k(self, k: int | float) -> np.ndarray:
+        """Exact pass@k = 1 - (1 - p)^k per problem: [P]."""
+        return pol.pass_at_k(self.policy.probs(), self.world.correct, k)
+
+    def entropy(self) -> np.ndarray:
+        """Full-distribution entropy per problem (nats): [P]."""
+        return pol.entropy(self.policy.probs())
+
+    def mode_entropy(self) -> np.ndarray:
+        """Entropy of the distribution of correct samples over the correct modes, per problem: [P]."""
+        return pol.mode_entropy(self.policy.probs(), self.world.correct)
+
+    def expected_distinct(self, n: int) -> np.ndarray:
+        """Expected number of distinct correct modes among n samples, per problem: [P]."""
+        return pol.expected_distinct(self.policy.probs(), self.world.correct, n)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """[P, M] bool: which modes are correct."""
+        return self.world.correct
+
+    # ------------------------------------------------------------------ evaluation and the store
+    def splits(self) -> dict[str, np.ndarray]:
+        """Evaluation splits as problem indices: 'eval' = held-out problems (all problems when
+        none is held out) and 'seen' = training problems (only when some are held out)."""
+        w = self.world
+        if len(w.heldout_ids):
+            return {"eval": w.heldout_ids, "seen": w.train_ids}
+        return {"eval": w.train_ids}
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate every split now (exact summary + n-sample draw rows); store it when attached.
+        Returns the merged summary ('seen' keys prefixed with 'seen/', as the engine does)."""
+        return self._evaluate(label="policy")
+
+    def _evaluate(self, label: str) -> dict[str, float]:
+        probs = self.policy.probs()
+        merged: dict[str, float] = {}
+        for split, idx in self.splits().items():
+            base_rows = None if label == "base" else self._base[split]
+            summary, rows = evaluate_split(probs[idx], self.base_probs[idx], self.world.correct[idx],
+                                           self._uniforms[idx], [self.world.problem_ids[i] for i in idx], base_rows)
+            if label == "base":
+                self._base[split] = rows
+            ev = {"step": self.step_count, "label": label, "split": split, "summary": summary, "problems": rows}
+            self.evaluations.append(ev)
+            if self._store is not None:
+                self._write_eval(ev)
+            merged.update({("" if split == "eval" else f"{split}/") + k: v for k, v in summary.items()})
+        return merged
+
+    def to_store(self, store=None, workspace: str = "runs", name: str | None = None) -> str:
+        """Write the run so far (steps, evaluations, strategy events) to a run store and keep
+        writing every later step and evaluation there. Returns the run id."""
+        from workbench.sim.record import attach
+
+        return attach(self, store, workspace, name)
+
+    def _write_step(self, record: dict) -> None:
+        from workbench.sim.record import write_step
+
+        last = self._samples[-1] if self._samples and self._samples[-1][0] == record["step"] else None
+        write_step(self, record, last)
+
+    def _write_eval(self, ev: dict) -> None:
+        self._store.write_evaluation(self.run_id, ev["step"], ev["label"], ev["split"], ev["summary"], ev["problems"])
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Simulator(P={c.problems}, M={c.modes}, coupling={c.coupling}, G={c.group_size}, "
+                f"strategy={c.strategy!r}, step={self.step_count})")
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run tiny tensor ops on one thread: on a busy 2-core machine a second intra-op thread
+    turns microsecond ops into stalls of a fraction of a millisecond. Restored after."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _compositions(n: int, parts: int) -> torch.Tensor:
+    """All ways to write n as an ordered sum of ``parts`` non-negative integers: [K, parts] (float64)."""
+    count = math.comb(n + parts - 1, parts - 1)
+    if count > 200_000:
+        raise ConfigError(f"expected_step(): {count} group compositions for {parts} reward levels and G = {n + 1}; "
+                          "use fewer distinct reward values or a smaller group")
+    out = []
+    for bars in itertools.combinations(range(n + parts - 1), parts - 1):
+        prev, row = -1, []
+        for b in bars:
+            row.append(b - prev - 1)
+            prev = b
+        row.append(n + parts - 1 - prev - 1)
+        out.append(row)
+    return torch.tensor(out, dtype=torch.float64)

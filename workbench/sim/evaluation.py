@@ -1,0 +1,100 @@
+"""Evaluation of a simulator policy, with the LLM engine's keys (see workbench/evaluation.py).
+
+The summary is exact: eval/pass@k = mean over problems of 1 - (1 - p)^k, entropies and
+mode figures from pi itself. The per-problem rows also carry what the engine stores, an
+n-sample draw: n modes per problem drawn by inverse CDF from the *same* uniforms at every
+evaluation point (common random numbers), giving integer (n, c) and mode counts, so the
+dashboard's recomputed curves and boundary counts work unchanged. Rows add the exact
+values (``p_correct``, ``mode_probs``, ``pass_at_n``), and ``mode_entropy`` / ``eff_modes`` /
+``top_share`` / ``collapse_index`` are the exact ones.
+
+``boundary/`` counts compare the draws (solved = c >= 1 among n, as in the engine);
+``sharpen/`` compares the exact log-probabilities of every correct mode with the base
+policy's (all correct modes are "banked").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.metrics import boundary_summary, collapse_index, collapse_summary, default_ks, oversharpening_summary
+from workbench.sim import policy as pol
+
+
+def draw_modes(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw: [P, M] probabilities and [P, n] uniforms -> [P, n] mode indices."""
+    cdf = np.cumsum(probs, axis=-1)                                                # [P, M]
+    idx = np.stack([np.searchsorted(cdf[p], uniforms[p], side="right") for p in range(len(probs))])  # [P, n]
+    return np.minimum(idx, probs.shape[1] - 1)
+
+
+def evaluate_split(probs: np.ndarray, base_probs: np.ndarray, correct: np.ndarray, uniforms: np.ndarray,
+                   problem_ids: list[str], base_rows: list[dict] | None) -> tuple[dict, list[dict]]:
+    """(summary, per-problem rows) for the problems given (all arrays already restricted to them).
+
+    ``base_rows``: the rows of the base evaluation of the same problems (None for the base
+    evaluation itself: then no collapse / boundary / sharpen keys)."""
+    P, M = probs.shape
+    n = uniforms.shape[1]
+    succ = pol.success(probs, correct)                                             # [P]
+    h_full = pol.entropy(probs)                                                    # [P]
+    h_mode = pol.mode_entropy(probs, correct)                                      # [P]
+    q = pol.correct_distribution(probs, correct)                                   # [P, M]
+    distinct = pol.expected_distinct(probs, correct, n)                            # [P]
+    p_solved = 1.0 - (1.0 - succ) ** n                                             # [P]
+    modes = draw_modes(probs, uniforms)                                            # [P, n]
+    hit = np.take_along_axis(correct, modes, axis=1)                               # [P, n]
+    rows = []
+    for i in range(P):
+        counts = np.bincount(modes[i][hit[i]], minlength=M)                        # [M]
+        defined = bool(correct[i].any())
+        rows.append({
+            "problem_id": problem_ids[i], "n": n, "c": int(hit[i].sum()), "num_modes": int((counts > 0).sum()),
+            "mode_counts": {str(m): int(counts[m]) for m in np.flatnonzero(counts)},
+            "mode_entropy": float(h_mode[i]) if defined else None,
+            "eff_modes": float(np.exp(h_mode[i])) if defined else None,
+            "top_share": float(q[i].max()) if defined else None,
+            "parse_errors": 0, "mean_entropy": float(h_full[i]),
+            "p_correct": float(succ[i]), "pass_at_n": float(p_solved[i]),
+            "expected_distinct_modes": float(distinct[i]),
+            "mode_probs": [float(x) for x in probs[i]],
+            "correct_modes": [int(m) for m in np.flatnonzero(correct[i])],
+            "difficulty": float(1.0 - pol.success(base_probs[i : i + 1], correct[i : i + 1])[0]),
+        })
+    ks = default_ks(n)
+    summary = {f"eval/pass@{k}": float(np.mean(1.0 - (1.0 - succ) ** k)) for k in ks}
+    summary.update({
+        "eval/n": float(n),
+        "eval/num_problems": float(P),
+        "eval/frac_unsolved": float(np.mean((1.0 - succ) ** n)),
+        "eval/mean_distinct_correct_modes": float(distinct.sum() / max(p_solved.sum(), 1e-300)),
+        "eval/mean_eff_modes": float(np.nanmean(np.exp(h_mode))) if correct.any() else 0.0,
+        "eval/parse_error_frac": 0.0,
+        "eval/mean_entropy": float(h_full.mean()),
+        "eval/mean_length": 1.0,
+        "eval/mean_success": float(succ.mean()),
+    })
+    if base_rows is None:
+        return summary, rows
+    for r, b in zip(rows, base_rows):
+        r["collapse_index"] = collapse_index(r["mode_entropy"], b["mode_entropy"])
+        r["base_c"] = b["c"]
+    summary.update(collapse_summary(rows, base_rows))
+    summary.update(boundary_summary({b["problem_id"]: (b["n"], b["c"]) for b in base_rows},
+                                    {r["problem_id"]: (r["n"], r["c"]) for r in rows}, n))
+    ids, now, ref = [], [], []
+    for i in range(P):
+        for m in np.flatnonzero(correct[i]):
+            ids.append(problem_ids[i])
+            now.append(np.log(probs[i, m]))
+            ref.append(np.log(base_probs[i, m]))
+    if ids:
+        summary.update(oversharpening_summary(ids, np.array(now), np.array(ref)))
+        lr = np.array(now) - np.array(ref)
+        by_id: dict[str, list[float]] = {}
+        for pid, x in zip(ids, lr):
+            by_id.setdefault(pid, []).append(float(x))
+        for r in rows:
+            r["bank_logratios"] = by_id.get(r["problem_id"], [])
+    summary = {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}
+    return summary, rows
