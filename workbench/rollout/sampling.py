@@ -185,12 +185,14 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entro
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=T + 1).logits
     else:
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits[:, -(T + 1):]
-    logits = logits[:, :-1, :].float() / temperature                             # [N, T, V]
-    logp_all = torch.log_softmax(logits, dim=-1)                                 # [N, T, V]
-    logp = logp_all.gather(-1, rollout.completion_ids[..., None]).squeeze(-1)    # [N, T]
+    scores = logits[:, :-1, :].float() / temperature                             # [N, T, V]
+    lse = torch.logsumexp(scores, dim=-1)                                        # [N, T]
+    # gather - logsumexp: no second [N, T, V] tensor (log_softmax's), which matters for large V
+    logp = scores.gather(-1, rollout.completion_ids[..., None]).squeeze(-1) - lse  # [N, T]
     ent = None
     if with_entropy:
-        ent = -(logp_all.exp() * logp_all).nan_to_num().sum(-1)                  # [N, T]
+        probs = torch.softmax(scores, dim=-1)                                    # [N, T, V]
+        ent = lse - (probs * scores.nan_to_num(neginf=0.0)).sum(-1)              # [N, T]
     return logp, ent
 
 

@@ -1,0 +1,37 @@
+"""The benchmark scripts run and report what they claim (tiny settings; the figures
+themselves are measured by running the scripts, not here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _run(args, timeout=600):
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_gpu_check_script_runs_on_a_tiny_config():
+    out = _run(["benchmarks/gpu_check.py", "--tiny", "--steps", "2", "--prompts", "2", "--group", "2",
+                "--new-tokens", "8", "--prompt-len", "4"])
+    report = json.loads(out[out.index("{"):])
+    assert report["median_step_s"] > 0 and report["rollout_tok_s"] > 0 and len(report["steps"]) == 2
+    assert all(s["tokens"] > 0 for s in report["steps"])
+
+
+def test_trl_comparison_runs_side_by_side():
+    out = _run(["benchmarks/vs_trl.py", "--steps", "5", "--warmup", "1", "--prompts", "4", "--group", "2", "--json"])
+    report = json.loads(out)
+    for tool in ("workbench", "trl"):
+        r = report[tool]
+        assert r["step_s"] > 0 and r["rollout_tok_s"] > 0 and r["update_tok_s"] > 0 and r["peak_rss_mb"] > 0
+        assert 0 < r["tokens_per_step"] <= 4 * 2 * 10
+    assert report["ratio_step_time"] == report["workbench"]["step_s"] / report["trl"]["step_s"]
