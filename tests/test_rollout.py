@@ -76,3 +76,37 @@ def test_eos_stops_and_truncation_is_reported(model_tok):
         else:
             assert n == 6 and tok.eos_token_id not in row[:n]  # truncated at the limit
     assert ro.finished.any() and (~ro.finished).any()          # this random model does both
+
+
+def test_shared_prefix_forward_equals_the_full_forward(model_tok):
+    """Groups of G identical prompts: computing the prompt once per group gives the same
+    log-probs, entropies and gradients as the plain forward over every row."""
+    import dataclasses
+
+    from transformers import AutoModelForCausalLM
+
+    model, tok = model_tok
+    prompts = _prompts(tok)
+    G = 3
+    rows = [p for p in prompts for _ in range(G)]
+    ro = sample(model, rows, list(range(len(rows))), max_new_tokens=7, eos_id=tok.eos_token_id,
+                pad_id=tok.pad_token_id, group_size=G)
+    assert ro.group_size == G
+    plain = dataclasses.replace(ro, group_size=1)
+    trainable = AutoModelForCausalLM.from_pretrained(model.name_or_path)
+
+    def run(r):
+        trainable.zero_grad()
+        lp, ent = token_logprobs(trainable, r, with_entropy=True)
+        (lp * r.completion_mask).sum().backward()
+        return lp.detach(), ent.detach(), {n: p.grad.clone() for n, p in trainable.named_parameters()}
+
+    lp_s, ent_s, g_s = run(ro)
+    lp_p, ent_p, g_p = run(plain)
+    m = ro.completion_mask.bool()
+    assert (lp_s - lp_p)[m].abs().max().item() < 1e-5
+    assert (ent_s - ent_p)[m].abs().max().item() < 1e-5
+    for n in g_p:
+        assert torch.allclose(g_s[n], g_p[n], atol=1e-5, rtol=1e-4), n
+    # and both agree with the sampling log-probs
+    assert (lp_s - ro.sample_logp)[m].abs().max().item() < 1e-4

@@ -232,8 +232,9 @@ class Session:
         grad_norms, losses, kl_old, ratio_mean, token_selected = [], [], 0.0, 1.0, 0
         logp = old_logp
         for u in range(cfg.optim.updates_per_batch):
-            logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
-                                       with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
+            with self.fast.shared():
+                logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
+                                           with_entropy=loss_cfg["entropy_coef"] != 0)        # [N, T]
             if u == 0:  # pi_theta / pi_old before any update: 1 on-policy, not with DLC sampling
                 ratio_mean = float(masked_mean(torch.exp(logp.detach() - old_logp), mask))
             if u == cfg.optim.updates_per_batch - 1:

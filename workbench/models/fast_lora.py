@@ -64,11 +64,18 @@ class MergedLoRA:
     @contextlib.contextmanager
     def frozen(self):
         """Merge once (no gradient) for many forwards, e.g. every decoding step of a rollout."""
+        with torch.no_grad():
+            with self.shared():
+                yield self
+
+    @contextlib.contextmanager
+    def shared(self):
+        """Merge once for the forwards inside (with gradients to A and B when enabled),
+        e.g. the prompt and completion passes of one training forward."""
         if not self.usable:
             yield self
             return
-        with torch.no_grad():
-            weights = self.merged_weights()
+        weights = self.merged_weights()
         with self.session():
             self._cached = weights
             try:

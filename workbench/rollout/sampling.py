@@ -40,6 +40,7 @@ class Rollout:
     entropy: torch.Tensor          # [N, T] full-distribution entropy of the sampling policy at each position
     finished: torch.Tensor         # [N] bool: stopped at EOS (else truncated at max_new_tokens)
     texts: list[str]               # decoded completions, EOS and padding stripped
+    group_size: int = 1            # rows come in groups of this many identical prompts
 
     @property
     def num_tokens(self) -> int:
@@ -167,7 +168,7 @@ def sample(
         for row, m in zip(tokens.tolist(), gen_mask.tolist()):
             ids = [tk for tk, keep in zip(row, m) if keep and tk != eos_id]
             texts.append(decode(ids))
-    return Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts)
+    return Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts, G)
 
 
 def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False):
@@ -177,15 +178,19 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entro
     same function under ``torch.no_grad()`` and ``model.disable_adapter()`` gives the
     reference policy.
     """
-    T = rollout.completion_ids.shape[1]
+    N, T = rollout.completion_ids.shape
+    G = rollout.group_size
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)          # [N, P+T]
     mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], dim=1)       # [N, P+T]
-    # only the positions that predict completion tokens need the LM head (a large V saves much)
-    if _accepts(model, "logits_to_keep"):
+    keep = _accepts(model, "logits_to_keep")
+    if G > 1 and N % G == 0:
+        logits = _shared_prefix_logits(model, rollout, mask, G, keep)            # [N, T, V]
+    elif keep:  # only the positions that predict completion tokens need the LM head (large V: much saved)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=T + 1).logits
+        logits = logits[:, :-1]
     else:
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits[:, -(T + 1):]
-    scores = logits[:, :-1, :].float() / temperature                             # [N, T, V]
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits[:, -(T + 1):-1]
+    scores = logits.float() / temperature                                        # [N, T, V]
     lse = torch.logsumexp(scores, dim=-1)                                        # [N, T]
     # gather - logsumexp: no second [N, T, V] tensor (log_softmax's), which matters for large V
     logp = scores.gather(-1, rollout.completion_ids[..., None]).squeeze(-1) - lse  # [N, T]
@@ -194,6 +199,34 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entro
         probs = torch.softmax(scores, dim=-1)                                    # [N, T, V]
         ent = lse - (probs * scores.nan_to_num(neginf=0.0)).sum(-1)              # [N, T]
     return logp, ent
+
+
+def _shared_prefix_logits(model, rollout: Rollout, mask: torch.Tensor, G: int, keep: bool) -> torch.Tensor:
+    """Logits predicting the completion tokens, computing each group's shared prompt once.
+
+    The prompt's hidden states do not depend on the completions (causal attention), so a
+    forward over the B distinct prompts fills a KV cache that is repeated G times, and a
+    second forward runs only the completion positions. Gradients flow through the cached
+    keys and values into the prompt computation, so this is the same function as a full
+    forward over [N, P+T] (up to float rounding) at B*P + N*T positions instead of N*(P+T).
+    """
+    from transformers import DynamicCache
+
+    P, T = rollout.prompt_ids.shape[1], rollout.completion_ids.shape[1]
+    kv = DynamicCache()
+    cache = {_cache_kwarg(model): kv}
+    u_ids, u_mask = rollout.prompt_ids[::G], rollout.prompt_mask[::G]            # [B, P]
+    extra = {"logits_to_keep": 1} if keep else {}
+    first = model(input_ids=u_ids, attention_mask=u_mask, position_ids=positions(u_mask), use_cache=True,
+                  **cache, **extra).logits[:, -1:, :]                             # [B, 1, V] predicts token 0
+    first = first.repeat_interleave(G, dim=0)                                    # [N, 1, V]
+    if T == 1:
+        return first
+    kv.batch_repeat_interleave(G)
+    m = mask[:, : P + T - 1]                                                     # [N, P+T-1]
+    rest = model(input_ids=rollout.completion_ids[:, :-1], attention_mask=m, position_ids=positions(m)[:, P:],
+                 use_cache=True, **cache).logits                                 # [N, T-1, V]
+    return torch.cat([first, rest], dim=1)                                       # [N, T, V]
 
 
 def rollout_from_texts(tokenizer, prompts: Sequence[Sequence[int]], completions: Sequence[str]) -> Rollout:

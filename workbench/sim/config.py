@@ -54,17 +54,19 @@ class SimConfig:
                                 "'eval'); 0 = train on all.")
     group_size: int = _f(8, "G: samples per problem in a training group.")
     prompts_per_step: int = _f(8, "B: problems per training step (drawn without replacement).")
-    lr: float = _f(2.0, "Learning rate on the parameters (a, s). The loss is a mean over B*G samples, so a "
-                        "problem's logits move by about lr/B times its group-mean gradient per update.")
-    update: str = _f("gradient", "How the loss's gradient moves the logits: 'gradient' (plain gradient descent on "
-                                  "the parameters; a softmax's logit step is then pi*A, so likely modes gain most, "
-                                  "even in expectation) or 'natural' (the logit gradient divided by pi, the softmax "
-                                  "Fisher preconditioner: the expected step is pi_new ∝ pi_old*exp(lr*A), the "
-                                  "KL-regularised update the over-sharpening analysis idealises).")
+    lr: float = _f(0.05, "Learning rate. With adam (the default) each logit parameter moves by about lr per update "
+                         "whatever the gradient's size; with sgd the loss is a mean over B*G samples, so a "
+                         "problem's logits move by about lr/B times its group-mean gradient (try lr = 2).")
+    optimizer: str = _f("adam", "adam (as the LLM engine's AdamW, without weight decay; betas 0.9, 0.999) or sgd "
+                                "(plain gradient descent: the step is the policy gradient itself).")
+    update: str = _f("gradient", "How the loss's gradient reaches the optimiser: 'gradient' (as is; with sgd a "
+                                  "softmax's logit step is pi*A, so likely modes gain most, even in expectation) or "
+                                  "'natural' (the natural gradient: preconditioned by the Fisher information of the "
+                                  "problems' softmaxes; with sgd and kappa = 0 the expected step is "
+                                  "pi_new ∝ pi_old*exp(lr*A), the KL-regularised update the over-sharpening "
+                                  "analysis idealises).")
     natural_damping: float = _f(1e-6, "Damping added to the Fisher information of the natural update (per "
                                       "problem): it bounds the step of modes whose probability is below it.")
-    optimizer: str = _f("sgd", "sgd (plain gradient descent: the update is the policy gradient itself) or adam "
-                               "(as the LLM engine's AdamW, without weight decay).")
     updates_per_batch: int = _f(1, "Optimiser steps per sampled batch (> 1 makes the ratio to pi_old, and so "
                                    "clipping, active).")
     loss: LossConfig = field(default_factory=LossConfig,

@@ -16,7 +16,6 @@ step, G samples per problem, N = B*G samples, R training problems.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from workbench.metrics import SuccessHistory, advantage_stats, approx_kl, clip_f
 from workbench.metrics import logprob_advantage_cov
 from workbench.rollout.sampling import row_seed
 from workbench.sim import policy as pol
+from workbench.sim.policy import one_thread as _one_thread
 from workbench.sim.config import SimConfig, build_world
 from workbench.sim.evaluation import evaluate_split
 from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
@@ -447,21 +447,6 @@ class Simulator:
         c = self.config
         return (f"Simulator(P={c.problems}, M={c.modes}, coupling={c.coupling}, G={c.group_size}, "
                 f"strategy={c.strategy!r}, step={self.step_count})")
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run tiny tensor ops on one thread: on a busy 2-core machine a second intra-op thread
-    turns microsecond ops into stalls of a fraction of a millisecond. Restored after."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _compositions(n: int, parts: int) -> torch.Tensor:

@@ -20,10 +20,26 @@ Shapes: P problems, M modes, R selected rows (problems).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import torch
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run tiny tensor ops on one thread: on a busy 2-core machine a second intra-op thread
+    turns microsecond ops into stalls of a fraction of a millisecond. Restored after."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class FeaturePolicy:
@@ -58,7 +74,7 @@ class FeaturePolicy:
     # ------------------------------------------------------------------ exact quantities (numpy, no grad)
     def probs(self) -> np.ndarray:
         """pi(m | p) for every problem: [P, M]."""
-        with torch.no_grad():
+        with torch.no_grad(), one_thread():
             return self.log_probs().exp().numpy()
 
     def state_dict(self) -> dict:
