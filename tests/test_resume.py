@@ -18,7 +18,7 @@ CFG = {
     "rollout.prompts_per_step": 8, "rollout.group_size": 4, "eval.n": 8, "eval.max_problems": 8,
     "eval.seen_problems": 0, "eval.every": 4, "checkpoint_every": 2, "steps": 8,
 }
-COMPARED = ["train/reward_mean", "train/entropy", "train/loss", "train/grad_norm", "train/kl_ref"]
+COMPARED = ["train/reward_mean", "train/entropy", "train/loss", "train/grad_norm", "train/kl_old"]
 
 
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
@@ -57,6 +57,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     for key in COMPARED:
         assert [s for s, _ in got[key]] == list(range(1, 9)), key          # each step exactly once
         assert [v for _, v in got[key]] == pytest.approx([v for _, v in want[key]], rel=1e-4, abs=1e-6), key
+    assert [s for s, _ in got["train/kl_ref"]] == [1, 6]
+    assert [v for _, v in got["train/kl_ref"]] == pytest.approx([v for _, v in want["train/kl_ref"]], rel=1e-4, abs=1e-6)
     evs = [(e["label"], e["step"]) for e in store.evaluations(run_id)]
     assert sorted(evs) == [("base", 0), ("policy", 4), ("policy", 8)]
     assert [e["summary"]["eval/pass@1"] for e in store.evaluations(run_id)] == pytest.approx(

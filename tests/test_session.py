@@ -23,7 +23,7 @@ SMALL = {
 }
 
 STEP_KEYS = [
-    "train/reward_mean", "train/pass@1", "train/entropy", "train/logp_adv_cov", "train/kl_old", "train/kl_ref",
+    "train/reward_mean", "train/pass@1", "train/entropy", "train/logp_adv_cov", "train/kl_old",
     "train/clip_frac_low", "train/clip_frac_high", "train/clip_frac", "train/grad_norm", "train/adv_mean",
     "train/adv_std", "train/adv_frac_zero", "train/frac_all_correct", "train/frac_all_wrong", "train/frac_mixed",
     "train/completion_len", "train/truncated_frac", "perf/rollout_tok_s", "perf/update_tok_s", "time/rollout",
@@ -48,6 +48,7 @@ def test_three_steps_train_the_adapter_and_store_every_metric(tmp_path):
     for key in STEP_KEYS:
         assert [s for s, _ in scalars[key]] == [1, 2, 3], key
         assert all(math.isfinite(v) for _, v in scalars[key]), key
+    assert [s for s, _ in scalars["train/kl_ref"]] == [1]              # every 5 steps by default: 1, 6, ...
     fr = [scalars[k][0][1] for k in ("train/frac_all_correct", "train/frac_all_wrong", "train/frac_mixed")]
     assert sum(fr) == pytest.approx(1.0)
     assert len(store.step_problems(sess.run_id)) == 3 * 8
@@ -64,6 +65,16 @@ def test_three_steps_train_the_adapter_and_store_every_metric(tmp_path):
     kinds = [e["kind"] for e in store.events(sess.run_id)]
     assert kinds.count("checkpoint") == 2 and "strategy" in kinds      # steps 2 and 3 (the end)
     assert store.get_run(sess.run_id)["status"] == "finished"
+
+
+def test_kl_to_reference_every_step_when_asked_or_penalised(tmp_path):
+    a = make(tmp_path / "a", steps=2, **{"eval.every": 0, "loss.ref_kl_every": 1})
+    b = make(tmp_path / "b", steps=2, **{"eval.every": 0, "loss.kl_coef": 0.05})
+    for sess in (a, b):
+        recs = list(sess.run())
+        assert all("train/kl_ref" in r for r in recs)
+        assert recs[0]["train/kl_ref"] == pytest.approx(0.0, abs=1e-6)     # step 1: the adapter is still zero
+        assert recs[1]["train/kl_ref"] > 0
 
 
 def test_same_seed_same_run(tmp_path):

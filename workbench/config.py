@@ -61,6 +61,8 @@ class LossConfig:
     eps_low: float = _f(0.2, "Lower clip range: ratio below 1-eps_low stops the gradient for A<0. inf = no clipping.")
     eps_high: float = _f(0.2, "Upper clip range: ratio above 1+eps_high stops the gradient for A>0. inf = no clipping.")
     kl_coef: float = _f(0.0, "beta: weight of the k3 KL to the reference policy (adapter disabled).")
+    ref_kl_every: int = _f(5, "With kl_coef = 0, log the KL to the reference every N steps (it costs a forward "
+                              "pass; 1 = every step, 0 = never). With kl_coef > 0 it is logged every step.")
     entropy_coef: float = _f(0.0, "lambda_H: weight of the entropy bonus (subtracted from the loss).")
     aggregation: str = _f("token_mean", "token_mean (DAPO), seq_mean_token_mean (GRPO), seq_sum_const (Dr. GRPO).")
 
@@ -124,6 +126,7 @@ class RunConfig:
         _check(l.eps_low >= 0, "loss.eps_low", l.eps_low, ">= 0 (inf = no clipping)")
         _check(l.eps_high >= 0, "loss.eps_high", l.eps_high, ">= 0 (inf = no clipping)")
         _check(l.kl_coef >= 0, "loss.kl_coef", l.kl_coef, ">= 0")
+        _check(l.ref_kl_every >= 0, "loss.ref_kl_every", l.ref_kl_every, ">= 0 (0 = never)")
         _check(l.aggregation in AGGREGATIONS, "loss.aggregation", l.aggregation, f"one of {', '.join(AGGREGATIONS)}")
         _check(self.lora.rank >= 1, "lora.rank", self.lora.rank, ">= 1")
         _check(0 <= self.lora.dropout < 1, "lora.dropout", self.lora.dropout, "in [0, 1)")

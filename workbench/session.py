@@ -222,7 +222,8 @@ class Session:
 
         # 3. update ---------------------------------------------------------------------
         loss_cfg = self._loss_settings()
-        need_ref = loss_cfg["kl_coef"] > 0 or True  # KL to the reference is logged every step
+        every = cfg.loss.ref_kl_every
+        need_ref = loss_cfg["kl_coef"] > 0 or (every > 0 and (s - 1) % every == 0)
         ref_logp = None
         if need_ref:
             with torch.no_grad(), self.model.disable_adapter():
@@ -279,13 +280,15 @@ class Session:
             "train/entropy": float(masked_mean(ro.entropy, mask)),
             "train/logp_adv_cov": logprob_advantage_cov(old_logp, adv_tok, mask),
             "train/kl_old": kl_old,
-            "train/kl_ref": approx_kl(ref_logp, old_logp, mask) if ref_logp is not None else float("nan"),
+
             "train/completion_len": N_tok / len(rows),
             "train/truncated_frac": float((~ro.finished).float().mean()),
             "train/num_tokens": N_tok,
             "train/lr": self.optimizer.param_groups[0]["lr"],
             "train/ratio_mean": ratio_mean,
         }
+        if ref_logp is not None:  # only at the steps where the reference forward ran
+            scalars["train/kl_ref"] = approx_kl(ref_logp, old_logp, mask)
         if self.strategy.token:
             scalars["train/token_calibrated"] = float(token_selected) / cfg.optim.updates_per_batch
         scalars.update(dlc_stats)

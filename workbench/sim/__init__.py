@@ -8,16 +8,19 @@ groups of G sampled per problem and updated through the very same strategy regis
 mode probabilities, pass@k = 1 - (1 - p)^k, entropies. Runs can be written to the run
 store (``Simulator.to_store``) so the dashboard shows them.
 
-    from workbench.sim import SimConfig, Simulator
-    sim = Simulator(SimConfig(coupling=0.5, strategy="grpo"))
+    from workbench.sim import SimConfig, Simulator, scenarios
+    sim = Simulator(SimConfig(coupling=0.5, strategy="grpo"))   # or Simulator(scenarios.heldout())
     for rec in sim.run(500):          # a generator of step records
         ...
+    sim.expected_step()                # the exact infinite-batch update
     sim.pass_at_k(64), sim.mode_probs(), sim.entropy()
+    sim.to_store(workspace="runs")     # the dashboard shows it like an engine run
 
 Importing this package has no side effects.
 """
 
+from workbench.sim import scenarios
 from workbench.sim.config import SimConfig, World, build_world
 from workbench.sim.engine import Simulator
 
-__all__ = ["SimConfig", "Simulator", "World", "build_world"]
+__all__ = ["SimConfig", "Simulator", "World", "build_world", "scenarios"]

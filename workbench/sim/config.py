@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 
 import numpy as np
 
-from workbench.config import LossConfig, parse_value
+from workbench.config import AGGREGATIONS, LossConfig, parse_value
 from workbench.errors import ConfigError
 
 LAYOUTS = ("random", "shared")
@@ -128,6 +128,7 @@ class SimConfig:
         l = self.loss
         _check(l.eps_low >= 0 and l.eps_high >= 0, "loss.eps_low/eps_high", (l.eps_low, l.eps_high), ">= 0 (inf = no clipping)")
         _check(l.kl_coef >= 0, "loss.kl_coef", l.kl_coef, ">= 0")
+        _check(l.aggregation in AGGREGATIONS, "loss.aggregation", l.aggregation, f"one of {', '.join(AGGREGATIONS)}")
         return self
 
     # ---------------------------------------------------------------- (de)serialisation

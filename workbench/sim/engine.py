@@ -67,11 +67,12 @@ class Simulator:
         self.records: list[dict] = []              # one scalar record per step
         self.evaluations: list[dict] = []          # {"step", "label", "split", "summary", "problems"}
         self.events: list[tuple[int, str, dict]] = [(0, "strategy", self.strategy.describe())]
-        self._samples: list[tuple] = []            # (step, rows [B], modes [B, G], adv_abs [B], rewards [B])
+        self._samples: list[tuple] = []            # (step, rows [B], modes [B, G], |adv| [B], reward [B], c [B])
         rng = np.random.default_rng(row_seed(cfg.seed, "eval") % (2**63))
         self._uniforms = rng.random((cfg.problems, cfg.eval_n))                    # [P, n] common random numbers
         self._store = None
         self._canon = None                         # cached canonical advantages of expected_step
+        self._no_answers = None
         self.run_id: str | None = None
         self._base: dict[str, list[dict]] = {}
         self._evaluate(label="base")
@@ -123,7 +124,7 @@ class Simulator:
         ids = [self.world.problem_ids[i] for i in rows.tolist()]
         batch = GroupBatch(problem_ids=ids, rewards=rewards, correct=correct,
                            parsed=torch.ones(B, G, dtype=torch.bool),
-                           answers=[[str(m) for m in row] for row in modes.tolist()],
+                           answers=self._answers(modes),
                            entropy=ent_b[:, None].expand(B, G).float(), step=s,
                            history=self.history if self._uses_history() else None, seed=cfg.seed)
         out = self.strategy.advantages(batch)
@@ -245,6 +246,16 @@ class Simulator:
         rec = {"train/loss": sum(losses) / len(losses), "sim/expected": 1.0}
         return self._finish_step(s, rec)
 
+    def _answers(self, modes: torch.Tensor) -> list[list[str | None]]:
+        """The samples' "parsed answers" (their mode index): only reward transforms (majority
+        vote) read them, so other strategies get a shared list of None."""
+        if self.strategy.reward:
+            return [[str(m) for m in row] for row in modes.tolist()]
+        B, G = modes.shape
+        if self._no_answers is None or len(self._no_answers) != B:
+            self._no_answers = [[None] * G for _ in range(B)]
+        return self._no_answers
+
     @property
     def history(self) -> SuccessHistory:
         """Each training problem's success record (``workbench.metrics.SuccessHistory``), as
@@ -338,15 +349,17 @@ class Simulator:
         pi.s.grad.copy_(delta[R * M:])
 
     def _finish_step(self, s: int, rec: dict) -> dict:
-        probs = self.policy.probs()
-        corr = self.world.correct
-        succ = pol.success(probs, corr)
-        train, held = self.world.train_ids, self.world.heldout_ids
+        with torch.no_grad():
+            logp = self.policy.log_probs()                                                      # [P, M]
+            p = logp.exp()
+            succ = (p * self._correct).sum(-1)                                                  # [P]
+            ent = -(p * logp).sum(-1)                                                           # [P]
+        train, held = self._train, self.world.heldout_ids
         rec["sim/success"] = float(succ[train].mean())
-        rec["sim/entropy"] = float(pol.entropy(probs[train]).mean())
+        rec["sim/entropy"] = float(ent[train].mean())
         if len(held):
             rec["sim/heldout_success"] = float(succ[held].mean())
-            rec["sim/heldout_entropy"] = float(pol.entropy(probs[held]).mean())
+            rec["sim/heldout_entropy"] = float(ent[held].mean())
         self.step_count = s
         record = {"step": s, **rec}
         self.records.append(record)
