@@ -19,9 +19,9 @@ BOUNDARY_COUNTS = ("gained", "lost", "kept", "never")
 
 
 def _label(store: Any, run_id: str) -> str:
-    spans = strategy_spans(store, run_id)
-    first = spans[0].name if spans else "?"
-    return f"{run_id} ({first})"
+    """The run id with its strategies in order, e.g. "run (grpo → bbg)"."""
+    names = [sp.name for sp in strategy_spans(store, run_id)]
+    return f"{run_id} ({' → '.join(names) if names else '?'})"
 
 
 def _switch_marks(store: Any, runs: list[str]) -> tuple[list[dict], list[dict]]:

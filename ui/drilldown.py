@@ -71,7 +71,7 @@ def mode_figure(store: Any, run_id: str, problem_id: str, split: str = "eval", t
     lay = style.layout(title, xaxis="evaluation step (base = 0)", yaxis="share of samples", barmode="stack",
                        hovermode="closest")
     lay["yaxis"] = {**lay["yaxis"], "range": [0, 1]}
-    shapes, notes = span_shapes(strategy_spans(store, run_id))
+    shapes, notes = span_shapes(strategy_spans(store, run_id, last_step=max(xs)))
     lay["shapes"], lay["annotations"] = shapes, notes
     return go.Figure(data=data, layout=lay)
 
@@ -96,7 +96,8 @@ def bank_figure(store: Any, run_id: str, problem_id: str, split: str = "eval") -
                                line={"color": MODE_COLORS[j % len(MODE_COLORS)], "width": 1.6},
                                hovertemplate=f"mode {b['mode_key']}<br>step %{{x}}: %{{y:.2f}}<extra></extra>"))
     lay = style.layout(title, xaxis="evaluation step", yaxis="log-ratio (nats)", hovermode="closest")
-    shapes, notes = span_shapes(strategy_spans(store, run_id))
+    last = max([int(e["step"]) for e, _ in pts], default=0)
+    shapes, notes = span_shapes(strategy_spans(store, run_id, last_step=last))
     shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
                    "line": {"color": style.BASE_COLOR, "width": 1}})
     lay["shapes"], lay["annotations"] = shapes, notes

@@ -8,7 +8,6 @@ after (the base model at step 0). ``store`` only needs the read API of
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import plotly.graph_objects as go
@@ -87,7 +86,10 @@ def reward_figure(store: Any, run_id: str | None, max_points: int = 600) -> go.F
     if not _has_run(store, run_id):
         return style.empty_figure(title, "no run selected (or it has not written anything yet)")
     sc = store.scalars(run_id, keys=REWARD_KEYS)
-    data = [_line(sc[k], LABELS[k], style.color(i), max_points) for i, k in enumerate(REWARD_KEYS)]
+    # reward and pass@1 coincide for 0/1 rewards: pass@1 is drawn first, the reward dotted on top
+    data = [_line(sc["train/pass@1"], LABELS["train/pass@1"], style.color(1), max_points),
+            _line(sc["train/reward_mean"], LABELS["train/reward_mean"], style.color(0), max_points)]
+    data[1].line.dash = "dot"
     evs = eval_points(store, run_id, "eval")
     data.append(_eval_markers([(e["step"], e["summary"].get("eval/pass@1")) for e in evs], "pass@1 (held-out eval)",
                               style.color(2)))
@@ -162,7 +164,8 @@ def _ramp(i: int, n: int) -> str:
 def passk_figure(store: Any, run_id: str | None, steps: list[int] | None = None, split: str = "eval") -> go.Figure:
     """Pass@k curves (k = 1, 2, 4, ...) at chosen evaluation steps, the base model's dashed.
 
-    ``steps`` None or empty: up to four evenly spaced evaluation points including the last.
+    ``steps`` None, empty or none of the run's: up to four evenly spaced evaluation points
+    including the last.
     """
     title = f"Pass@k ({split} split)"
     if not _has_run(store, run_id):
@@ -171,8 +174,11 @@ def passk_figure(store: Any, run_id: str | None, steps: list[int] | None = None,
     if not evs:
         return style.empty_figure(title, "no evaluation yet (the base model is evaluated before step 1)")
     policy = [e for e in evs if e["label"] != "base"]
-    wanted = [int(s) for s in steps] if steps else default_passk_steps([e["step"] for e in policy])
-    chosen = [e for e in policy if e["step"] in set(wanted)]
+    wanted = {int(s) for s in steps or []}
+    chosen = [e for e in policy if e["step"] in wanted]
+    if not chosen:  # none chosen, or none of this run's: the automatic choice
+        auto = set(default_passk_steps([e["step"] for e in policy]))
+        chosen = [e for e in policy if e["step"] in auto]
     data, all_ks = [], set()
     for e in [x for x in evs if x["label"] == "base"]:
         ks = _ks(e["summary"])
@@ -225,7 +231,9 @@ def boundary_figure(store: Any, run_id: str | None, split: str = "eval") -> go.F
         data.append(go.Scatter(x=xs, y=[finite(p.get(f"boundary/{name}_c2")) for _, p in points],
                                name=f"{name} (c ≥ 2)", mode="lines+markers", legendgroup=name, visible=vis,
                                line={"color": col, "width": 1.5, "dash": "dot"}, marker={"symbol": "circle-open"}))
-    lay = _with_spans(style.layout(title, yaxis="problems"), strategy_spans(store, run_id))
+    # evaluation-axis figures end the last span at the last evaluation (not the last step),
+    # so they need no redraw between evaluations
+    lay = _with_spans(style.layout(title, yaxis="problems"), strategy_spans(store, run_id, last_step=max(xs)))
     return go.Figure(data=data, layout=lay)
 
 
@@ -295,8 +303,7 @@ def collapse_heatmap(store: Any, run_id: str | None, color: str = "eff_modes", s
     lay["xaxis"] = {**lay["xaxis"], "tickvals": m["x"], "ticktext": m["labels"], "showgrid": False}
     lay["yaxis"] = {**lay["yaxis"], "autorange": "reversed", "showgrid": False, "tickfont": {"size": 9},
                     "type": "category"}
-    spans = strategy_spans(store, run_id)
-    shapes, notes = span_shapes(spans)
+    shapes, notes = span_shapes(strategy_spans(store, run_id, last_step=max(m["x"])))
     # a heatmap hides shapes drawn below it: keep only the switch lines (drawn above) and
     # show the shading as a band above the plot area, with the names
     band = [{**s, "y0": 1.0, "y1": 1.03, "layer": "above", "opacity": 0.6} for s in shapes if s["type"] == "rect"]
@@ -304,80 +311,3 @@ def collapse_heatmap(store: Any, run_id: str | None, color: str = "eff_modes", s
     lay["shapes"] = band + lines
     lay["annotations"] = [{**a, "y": 1.03} for a in notes]
     return go.Figure(data=[trace], layout=lay)
-
-
-# --------------------------------------------------------------------- runs table
-RUN_COLUMNS = ["run", "status", "strategy", "step", "of", "reward", "entropy", "eval pass@1", "model", "task", "started"]
-
-
-def runs_table(store: Any, extra_status: dict[str, str] | None = None) -> list[list[Any]]:
-    """One row per run (newest first), columns RUN_COLUMNS; ``extra_status`` (run id ->
-    text) overrides the status shown, e.g. for a dashboard process that crashed."""
-    import time
-
-    rows = []
-    for r in store.list_runs():
-        rid = r["run_id"]
-        last = store.scalars(rid, keys=["train/reward_mean", "train/entropy"], since_step=max(r["last_step"] - 1, -1))
-        evs = store.evaluations(rid, label="policy", split="eval")
-        cfg = r.get("config") or {}
-        status = (extra_status or {}).get(rid, r["status"])
-        rows.append([
-            rid, status, r["strategy"] or cfg.get("strategy", ""), max(r["last_step"], 0), cfg.get("steps", ""),
-            _fmt(_last(last.get("train/reward_mean"))), _fmt(_last(last.get("train/entropy"))),
-            _fmt(evs[-1]["summary"].get("eval/pass@1") if evs else None),
-            (cfg.get("model") or {}).get("name_or_path", ""), (cfg.get("task") or {}).get("name", ""),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
-        ])
-    return rows
-
-
-def _last(series: list[tuple[int, float]] | None) -> float | None:
-    return series[-1][1] if series else None
-
-
-def _fmt(v: Any) -> str:
-    f = finite(v)
-    return "–" if f is None else f"{f:.3f}"
-
-
-def events_table(store: Any, run_id: str | None, limit: int = 50) -> list[list[Any]]:
-    """The run's latest events (newest first): step, kind, what."""
-    if not _has_run(store, run_id):
-        return []
-    rows = []
-    for ev in store.events(run_id)[-limit:][::-1]:
-        p = ev.get("payload") or {}
-        if ev["kind"] == "strategy":
-            params = {k: v for k, v in (p.get("params") or {}).items()}
-            what = f"{p.get('name')} ({'+'.join(p.get('pieces') or [])})" + (f" {params}" if params else "")
-            what += f" loss {p['loss']}" if p.get("loss") else ""
-            what += f" — in force from step {ev['step'] + 1}"
-        elif ev["kind"] == "error":
-            what = str(p.get("message", p))
-        else:
-            what = ", ".join(f"{k}={v}" for k, v in p.items())
-        rows.append([ev["step"], ev["kind"], what])
-    return rows
-
-
-def commands_table(store: Any, run_id: str | None, limit: int = 30) -> list[list[Any]]:
-    """The run's latest commands (newest first): id, kind, payload, status, step, message."""
-    if not _has_run(store, run_id):
-        return []
-    out = []
-    for c in store.commands(run_id)[-limit:][::-1]:
-        out.append([c["id"], c["kind"], _short(c.get("payload")), c["status"],
-                    "" if c.get("step") is None else c["step"], c.get("message") or ""])
-    return out
-
-
-def _short(payload: Any) -> str:
-    if not payload:
-        return ""
-    text = ", ".join(f"{k}={v}" for k, v in payload.items()) if isinstance(payload, dict) else str(payload)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def isnan(v: Any) -> bool:
-    return isinstance(v, float) and math.isnan(v)

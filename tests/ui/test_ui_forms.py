@@ -1,0 +1,97 @@
+"""Form validation: every invalid value is a FormError naming the field, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from ui import forms
+from ui.control import Controller
+
+GOOD = {"model": "tiny-primes", "task": "two_primes", "strategy": "bbg", "params": forms.param_rows("bbg"),
+        "steps": 10, "group_size": 4, "prompts_per_step": 4, "eval_every": 5, "eval_n": 4,
+        "extra": "eval.max_problems=8"}
+
+
+def test_run_request_builds_the_train_command(tmp_path):
+    rows = forms.param_rows("bbg")
+    rows[[r[0] for r in rows].index("bbg.k")][1] = "8"      # edited in the table
+    req = forms.run_request({**GOOD, "params": rows, "params_text": "loss.eps_high=0.28"}, tmp_path)
+    argv = req.argv
+    assert argv[:4] == [sys.executable, "-m", "workbench.cli", "train"]
+    assert argv[argv.index("--run-id") + 1] == req.run_id and argv[argv.index("--workspace") + 1] == str(tmp_path)
+    assert argv[argv.index("--strategy") + 1] == "bbg" and argv[argv.index("-G") + 1] == "4"
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert sets == ["eval.max_problems=8", "bbg.k=8", "loss.eps_high=0.28"]   # defaults are not repeated
+    assert req.params == {"bbg.k": 8, "loss.eps_high": 0.28}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"steps": 0}, "steps = 0"),
+    ({"steps": "ten"}, "not a number"),
+    ({"group_size": 1}, "at least 2"),
+    ({"prompts_per_step": 2.5}, "whole number"),
+    ({"eval_n": 0}, "at least 1"),
+    ({"strategy": "grpo+nope"}, "unknown piece(s) nope"),
+    ({"strategy": "grpo+rloo"}, "exactly one estimator"),
+    ({"strategy": ""}, "choose a preset"),
+    ({"params_text": "bbg.k=many"}, "bbg.k"),
+    ({"params_text": "bbg.kk=3"}, "parameters of bbg"),
+    ({"params_text": "rloo.x=3"}, "not a piece of"),
+    ({"params_text": "no equals sign"}, "KEY=VALUE"),
+    ({"model": "/no/such/model"}, "does not exist"),
+    ({"model": ""}, "model"),
+    ({"task": "chess"}, "not a task family"),
+    ({"extra": "loss.eps_low=-1"}, "loss.eps_low"),
+    ({"extra": "warp.speed=9"}, "not config fields"),
+])
+def test_invalid_values_are_messages(tmp_path, bad, message):
+    with pytest.raises(forms.FormError) as err:
+        forms.run_request({**GOOD, **bad}, tmp_path)
+    assert message in str(err.value)
+
+
+def test_models_and_strategy_catalog(tmp_path):
+    assert forms.model_choices()[0] == "tiny-primes"
+    assert forms.check_model("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    (tmp_path / "m").mkdir()
+    with pytest.raises(forms.FormError, match="config.json"):
+        forms.check_model(str(tmp_path / "m"))
+    (tmp_path / "m" / "config.json").write_text("{}")
+    assert forms.check_model(str(tmp_path / "m")) == str((tmp_path / "m").resolve())
+    assert [r[0] for r in forms.param_rows("grpo+negative_only")] == ["grpo.eps"]
+    assert "Bayesian Boundary Gating" in forms.strategy_doc("bbg")
+    assert forms.switch_payload("bbg", None, '{"bbg.k": 4}') == {"strategy": "bbg", "params": {"bbg.k": 4}}
+
+
+def test_controller_refuses_commands_it_cannot_deliver(fake_store):
+    ctl = Controller(fake_store.root)
+    with pytest.raises(forms.FormError, match="no run selected"):
+        ctl.send(None, "pause")
+    with pytest.raises(forms.FormError, match="finished"):       # no session would ever apply it
+        ctl.send("fake-run", "pause")
+    with pytest.raises(forms.FormError, match="not in the store"):
+        ctl.switch("nope", "bbg")
+    with pytest.raises(forms.FormError, match="unknown command"):
+        ctl.send("fake-run", "explode")
+    fake_store.set_status("fake-run", "running")
+    with pytest.raises(forms.FormError, match="step N"):
+        ctl.send("fake-run", "step", 0)
+    cmd_id, msg = ctl.switch("fake-run", "bbg", None, "bbg.tau=0.05")
+    assert fake_store.commands("fake-run")[-1] == {**fake_store.commands("fake-run")[-1], "id": cmd_id,
+                                                   "kind": "set_strategy", "status": "pending",
+                                                   "payload": {"strategy": "bbg", "params": {"bbg.tau": 0.05}}}
+    assert "next step boundary" in msg
+
+
+def test_crashed_process_is_a_message(tmp_path):
+    ctl = Controller(tmp_path)
+    proc = ctl.manager.start("crash-run", [sys.executable, "-c", "import sys; print('error: out of cheese', "
+                                                                 "file=sys.stderr); sys.exit(2)"])
+    proc.popen.wait(30)
+    line = ctl.status_line("crash-run", None)
+    assert "exited with code 2" in line and "out of cheese" in line
+    assert "Traceback" not in line
+    assert ctl.runs_rows()[0][:2] == ["crash-run", "exited before starting (code 2)"]
+    assert ctl.run_ids() == ["crash-run"]

@@ -1,0 +1,385 @@
+"""The Gradio dashboard: layout and wiring. ``workbench dashboard`` calls ``serve``.
+
+The app is built by ``build_app`` (never at import). Everything it shows comes from the
+run store through ``ui.live`` (a timer polls ``store.version`` and redraws only the
+figures whose inputs changed); everything it does is a store command or a training
+subprocess (``ui.control``). API endpoints (for ``gradio_client``): ``/start_run``,
+``/send_command``, ``/switch_strategy``, ``/list_events``, ``/list_commands``,
+``/run_state``, ``/list_runs``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ui import compare, forms, live, tables
+from ui.control import Controller
+from ui.drilldown import SAMPLE_COLUMNS
+
+#: Seconds between live-view polls (see benchmarks/dashboard_refresh.py for their cost).
+POLL_SECONDS = 2.0
+RUNS_POLL_SECONDS = 5.0
+
+CSS = """
+.wb-status {font-size: 0.95em}
+#collapse-heatmap .js-plotly-plot {cursor: pointer}
+"""
+
+#: Plotly click events do not reach gr.Plot: forward a click on the heatmap to a hidden
+#: textbox (problem id + a nonce, so clicking the same cell again fires too).
+JS = """
+() => {
+  const hook = () => {
+    document.querySelectorAll('#collapse-heatmap div[data-testid="plotly"]').forEach((gd) => {
+      if (gd._wbHooked || typeof gd.on !== 'function') return;
+      gd._wbHooked = true;
+      gd.on('plotly_click', (ev) => {
+        const pt = ev && ev.points && ev.points[0];
+        const box = document.querySelector('#clicked-problem textarea, #clicked-problem input');
+        if (!pt || !box) return;
+        box.value = String(pt.y) + '|' + Date.now();
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+      });
+    });
+  };
+  setInterval(hook, 700);
+}
+"""
+
+
+def _warn(exc: Exception) -> str:
+    gr.Warning(str(exc))
+    return f"⚠️ {exc}"
+
+
+def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS) -> gr.Blocks:
+    """The dashboard on the run store in ``workspace`` (``demo.controller`` holds its state)."""
+    ctl = Controller(workspace)
+    strategies = forms.strategy_choices()
+    initial_runs = ctl.run_ids()
+
+    with gr.Blocks(title="RLVR Collapse Workbench", fill_width=True) as demo:
+        gr.Markdown(f"## RLVR Collapse Workbench\nRun store: `{ctl.workspace}` — the dashboard reads the store and "
+                    "writes commands, so it watches and steers runs started here, by `workbench train` or a notebook.")
+        with gr.Row(equal_height=True):
+            run_select = gr.Dropdown(choices=initial_runs, value=initial_runs[0] if initial_runs else None,
+                                     label="Run", allow_custom_value=True, scale=3, elem_id="run-select")
+            step_n = gr.Number(value=1, precision=0, label="N", minimum=1, scale=0, min_width=70, elem_id="step-n")
+            with gr.Column(scale=4, min_width=420):
+                with gr.Row():
+                    b_pause = gr.Button("Pause", size="sm", elem_id="btn-pause")
+                    b_resume = gr.Button("Resume", size="sm", elem_id="btn-resume")
+                    b_step = gr.Button("Step N", size="sm", elem_id="btn-step")
+                    b_eval = gr.Button("Evaluate now", size="sm", elem_id="btn-evaluate")
+                    b_ckpt = gr.Button("Checkpoint", size="sm", elem_id="btn-checkpoint")
+                    b_stop = gr.Button("Stop", size="sm", variant="stop", elem_id="btn-stop")
+        status_md = gr.Markdown(ctl.status_line(None, None), elem_classes=["wb-status"], elem_id="run-status")
+        control_msg = gr.Markdown("", elem_id="control-msg")
+        seen = gr.State(None)
+
+        with gr.Tabs(selected="live") as tabs:
+            # ------------------------------------------------------------------ Runs
+            with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
+                runs_df = gr.Dataframe(value=ctl.runs_rows(), headers=tables.RUN_COLUMNS, interactive=False, wrap=True,
+                                       label="Runs in the store (click a row to select it)", elem_id="runs-table",
+                                       max_height=320)
+                gr.Markdown("### Start a new run")
+                with gr.Row():
+                    f_model = gr.Dropdown(choices=forms.model_choices(), value=forms.default_model(),
+                                          allow_custom_value=True, label="Model",
+                                          info="embedded model, local folder or Hub id", elem_id="new-model")
+                    f_task = gr.Dropdown(choices=forms.task_choices(), value="two_primes", label="Task",
+                                         elem_id="new-task")
+                    f_strategy = gr.Dropdown(choices=strategies, value="grpo", allow_custom_value=True,
+                                             label="Strategy", info="a preset, or pieces joined by '+'",
+                                             elem_id="new-strategy")
+                f_doc = gr.Markdown(forms.strategy_doc("grpo"))
+                f_params = gr.Dataframe(value=forms.param_rows("grpo"), headers=forms.PARAM_COLUMNS,
+                                        type="array", interactive=True, label="Strategy parameters (edit 'value')",
+                                        elem_id="new-params", wrap=True, max_height=260)
+                D = forms.DEFAULTS
+                with gr.Row():
+                    f_steps = gr.Number(value=D["steps"], precision=0, label="Steps", elem_id="new-steps")
+                    f_G = gr.Number(value=D["group_size"], precision=0, label="G (samples per prompt)", elem_id="new-G")
+                    f_B = gr.Number(value=D["prompts_per_step"], precision=0, label="Prompts per step (B)",
+                                    elem_id="new-B")
+                    f_every = gr.Number(value=D["eval_every"], precision=0, label="Evaluate every (steps)",
+                                        elem_id="new-eval-every")
+                    f_n = gr.Number(value=D["eval_n"], precision=0, label="Evaluation samples n", elem_id="new-eval-n")
+                with gr.Accordion("More settings", open=False):
+                    with gr.Row():
+                        f_lr = gr.Number(value=D["lr"], label="Learning rate", elem_id="new-lr")
+                        f_maxp = gr.Number(value=D["eval_max_problems"], precision=0,
+                                           label="Evaluation problems (0 = whole split)", elem_id="new-eval-max")
+                        f_seen = gr.Number(value=D["eval_seen_problems"], precision=0,
+                                           label="'Seen' training problems evaluated", elem_id="new-eval-seen")
+                        f_seed = gr.Number(value=D["seed"], precision=0, label="Seed", elem_id="new-seed")
+                        f_name = gr.Textbox(label="Name (part of the run id)", elem_id="new-name")
+                    f_extra = gr.Textbox(label="Other config fields, one KEY=VALUE per line",
+                                         placeholder="loss.eps_high=0.28\noptim.updates_per_batch=2", lines=2,
+                                         elem_id="new-extra")
+                b_start = gr.Button("Start run", variant="primary", elem_id="btn-start")
+                start_msg = gr.Markdown("", elem_id="start-msg")
+                with gr.Row():
+                    events_df = gr.Dataframe(headers=tables.EVENT_COLUMNS, interactive=False, wrap=True,
+                                             label="Events of the selected run (newest first)", elem_id="events-table",
+                                             max_height=300)
+                    commands_df = gr.Dataframe(headers=tables.COMMAND_COLUMNS,
+                                               interactive=False, wrap=True, label="Commands (newest first)",
+                                               elem_id="commands-table", max_height=300)
+
+            # ------------------------------------------------------------------ Live
+            with gr.Tab("Live", id="live", elem_id="tab-live"):
+                with gr.Accordion("Switch strategy (takes effect at the next step boundary)", open=True):
+                    with gr.Row():
+                        s_strategy = gr.Dropdown(choices=strategies, value="bbg", allow_custom_value=True,
+                                                 label="New strategy", scale=2, elem_id="switch-strategy")
+                        s_text = gr.Textbox(label="or parameters as KEY=VALUE (e.g. bbg.k=8)", scale=2,
+                                            elem_id="switch-text")
+                        b_switch = gr.Button("Apply switch", variant="primary", scale=1, elem_id="btn-switch")
+                    s_doc = gr.Markdown(forms.strategy_doc("bbg"))
+                    s_params = gr.Dataframe(value=forms.param_rows("bbg"), headers=forms.PARAM_COLUMNS, type="array",
+                                            interactive=True, label="Parameters (edit 'value')", wrap=True,
+                                            elem_id="switch-params", max_height=240)
+                    switch_msg = gr.Markdown("", elem_id="switch-msg")
+                with gr.Row():
+                    p_reward = gr.Plot(show_label=False, elem_id="reward-plot")
+                    p_entropy = gr.Plot(show_label=False, elem_id="entropy-plot")
+                with gr.Row():
+                    split = gr.Radio(["eval", "seen"], value="eval", label="Evaluation split", scale=1,
+                                     elem_id="split")
+                    passk_steps = gr.CheckboxGroup([], value=[], label="Pass@k at steps (none = automatic)", scale=3,
+                                                   elem_id="passk-steps")
+                with gr.Row():
+                    p_passk = gr.Plot(show_label=False, elem_id="passk-plot")
+                    p_boundary = gr.Plot(show_label=False, elem_id="boundary-plot")
+                color = gr.Radio([("effective number of modes", "eff_modes"), ("collapse index", "collapse_index")],
+                                 value="eff_modes", label="Heatmap colour", elem_id="heatmap-color")
+                p_heatmap = gr.Plot(show_label=False, elem_id="collapse-heatmap")
+                clicked = gr.Textbox(visible="hidden", elem_id="clicked-problem")
+                gr.Markdown("#### Problem drill-down — click a row of the heatmap, or pick a problem")
+                with gr.Row():
+                    problem = gr.Dropdown(choices=[], value=None, label="Problem", allow_custom_value=True, scale=1,
+                                          elem_id="problem-select")
+                    detail_md = gr.Markdown("", elem_id="problem-summary")
+                with gr.Row():
+                    p_modes = gr.Plot(show_label=False, elem_id="modes-plot")
+                    p_bank = gr.Plot(show_label=False, elem_id="bank-plot")
+                samples_df = gr.Dataframe(headers=SAMPLE_COLUMNS, interactive=False, wrap=True,
+                                          label="Sample completions (base model and the last evaluation points)",
+                                          elem_id="samples-table", max_height=300)
+                p_diag = gr.Plot(show_label=False, elem_id="diagnostics-plot")
+
+            # ------------------------------------------------------------------ Compare
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                with gr.Row():
+                    cmp_select = gr.Dropdown(choices=initial_runs, value=initial_runs[:2], multiselect=True,
+                                             label="Runs to overlay", scale=4, elem_id="compare-select")
+                    b_cmp = gr.Button("Refresh", scale=0, elem_id="btn-compare")
+                with gr.Row():
+                    c_entropy = gr.Plot(show_label=False, elem_id="compare-entropy")
+                    c_pass1 = gr.Plot(show_label=False, elem_id="compare-pass1")
+                with gr.Row():
+                    c_passk = gr.Plot(show_label=False, elem_id="compare-passk")
+                    c_boundary = gr.Plot(show_label=False, elem_id="compare-boundary")
+
+        timer = gr.Timer(poll_seconds)
+        runs_timer = gr.Timer(RUNS_POLL_SECONDS)
+        runs_token = gr.State(None)
+
+        # ------------------------------------------------------------------ live refresh
+        live_outputs = [status_md, p_reward, p_entropy, p_diag, p_passk, p_boundary, p_heatmap, passk_steps, problem,
+                        detail_md, p_modes, p_bank, samples_df, events_df, commands_df, seen]
+
+        def poll(run_id, seen_keys, steps, color_mode, split_name, problem_id, force=False):
+            opts = live.Options(tuple(sorted(int(s) for s in steps or [])), color_mode or "eff_modes",
+                                split_name or "eval", problem_id or None)
+            res = ctl.poll(run_id, seen_keys, opts, force=force)
+            changed = res["changed"]
+            out: list[Any] = [res["status"] if res["status"] is not None else gr.skip()]
+            for name in ("reward", "entropy", "diagnostics", "passk", "boundary", "heatmap"):
+                out.append(changed[name] if name in changed else gr.skip())
+            out.append(gr.update(choices=res["passk_steps"]) if res["passk_steps"] is not None else gr.skip())
+            out.append(gr.update(choices=res["problems"]) if res["problems"] is not None else gr.skip())
+            d = changed.get("detail")
+            out += [d["summary"], d["modes"], d["bank"], d["samples"]] if d else [gr.skip()] * 4
+            t = changed.get("tables")
+            out += [t["events"], t["commands"]] if t else [gr.skip()] * 2
+            out.append(res["seen"])
+            return out
+
+        poll_inputs = [run_select, seen, passk_steps, color, split, problem]
+        timer.tick(poll, poll_inputs, live_outputs, show_progress="hidden", queue=True, api_visibility="private")
+        for comp in (passk_steps, color, split, problem):
+            comp.change(poll, poll_inputs, live_outputs, show_progress="hidden", api_visibility="private")
+        run_select.change(lambda *a: poll(*a, force=True), poll_inputs, live_outputs, show_progress="hidden",
+                          api_visibility="private")
+        demo.load(lambda *a: poll(*a, force=True), poll_inputs, live_outputs, show_progress="hidden",
+                  api_visibility="private")
+
+        def on_click(value):
+            pid = (value or "").split("|", 1)[0]
+            return gr.update(value=pid) if pid else gr.skip()
+
+        clicked.change(on_click, clicked, problem, show_progress="hidden", api_visibility="private")
+
+        # ------------------------------------------------------------------ runs list
+        def refresh_runs(token, current, cmp_value):
+            new = ctl.runs_token()
+            if new == token:
+                return gr.skip(), gr.skip(), gr.skip(), token
+            ids = ctl.run_ids()
+            return (ctl.runs_rows(), gr.update(choices=ids), gr.update(choices=ids), new)
+
+        runs_timer.tick(refresh_runs, [runs_token, run_select, cmp_select], [runs_df, run_select, cmp_select, runs_token],
+                        show_progress="hidden", api_visibility="private")
+
+        def pick_row(evt: gr.SelectData, rows):
+            try:
+                row = evt.row_value if evt.row_value else rows[evt.index[0]]
+                return row[0]
+            except (TypeError, IndexError, KeyError):
+                return gr.skip()
+
+        runs_df.select(pick_row, [runs_df], [run_select], api_visibility="private")
+
+        # ------------------------------------------------------------------ forms
+        f_strategy.change(lambda s: (forms.strategy_doc(s), forms.param_rows(s)), f_strategy, [f_doc, f_params],
+                          api_visibility="private")
+        s_strategy.change(lambda s: (forms.strategy_doc(s), forms.param_rows(s)), s_strategy, [s_doc, s_params],
+                          api_visibility="private")
+
+        def on_start(model, task, strategy, params, steps, G, B, every, n, lr, maxp, seen_p, seed, name, extra):
+            form = {"model": model, "task": task, "strategy": strategy, "params": params, "steps": steps,
+                    "group_size": G, "prompts_per_step": B, "eval_every": every, "eval_n": n, "lr": lr,
+                    "eval_max_problems": maxp, "eval_seen_problems": seen_p, "seed": seed, "name": name,
+                    "extra": extra}
+            try:
+                rid = ctl.start_run(form)
+            except forms.FormError as exc:
+                return _warn(exc), gr.skip(), gr.skip()
+            gr.Info(f"started {rid}")
+            msg = (f"Started **{rid}** (log: `{ctl.manager.logs / (rid + '.log')}`). It loads the model and evaluates "
+                   "the base model first; the live view follows it.")
+            return msg, gr.update(choices=ctl.run_ids(), value=rid), gr.Tabs(selected="live")
+
+        b_start.click(on_start, [f_model, f_task, f_strategy, f_params, f_steps, f_G, f_B, f_every, f_n, f_lr, f_maxp,
+                                 f_seen, f_seed, f_name, f_extra], [start_msg, run_select, tabs],
+                      api_visibility="private")
+
+        def command(kind):
+            def fn(run_id, n):
+                try:
+                    _, msg = ctl.send(run_id, kind, n)
+                except forms.FormError as exc:
+                    return _warn(exc)
+                return msg
+            return fn
+
+        for btn, kind in ((b_pause, "pause"), (b_resume, "resume"), (b_step, "step"), (b_eval, "evaluate"),
+                          (b_ckpt, "checkpoint"), (b_stop, "stop")):
+            btn.click(command(kind), [run_select, step_n], [control_msg], api_visibility="private")
+
+        def on_switch(run_id, strategy, rows, text):
+            try:
+                _, msg = ctl.switch(run_id, strategy, rows, text)
+            except forms.FormError as exc:
+                return _warn(exc)
+            return msg
+
+        b_switch.click(on_switch, [run_select, s_strategy, s_params, s_text], [switch_msg], api_visibility="private")
+
+        # ------------------------------------------------------------------ compare
+        def on_compare(run_ids):
+            figs = compare.compare_figures(ctl.store, list(run_ids or []))
+            return figs["entropy"], figs["pass1"], figs["passk"], figs["boundary"]
+
+        cmp_outputs = [c_entropy, c_pass1, c_passk, c_boundary]
+        cmp_select.change(on_compare, cmp_select, cmp_outputs, api_visibility="private")
+        b_cmp.click(on_compare, cmp_select, cmp_outputs, api_visibility="private")
+        demo.load(on_compare, cmp_select, cmp_outputs, api_visibility="private")
+
+        # ------------------------------------------------------------------ API (gradio_client)
+        _api(ctl)
+
+    demo.controller = ctl  # type: ignore[attr-defined]
+    return demo
+
+
+def _api(ctl: Controller) -> None:
+    """Endpoints a script or test drives the dashboard through (errors come back as messages)."""
+
+    D = forms.DEFAULTS
+
+    def start_run(model: str = "", task: str = "two_primes", strategy: str = "grpo", params: str = "",
+                  steps: int = D["steps"], group_size: int = D["group_size"],
+                  prompts_per_step: int = D["prompts_per_step"], eval_every: int = D["eval_every"],
+                  eval_n: int = D["eval_n"], extra: str = "") -> str:
+        """Start `workbench train` in a subprocess; returns the new run id. `params`: 'piece.param=value' pairs
+        or a JSON object; `extra`: other config fields as KEY=VALUE lines (e.g. eval.max_problems=8)."""
+        form = {"model": model or forms.default_model(), "task": task, "strategy": strategy, "params_text": params,
+                "steps": steps, "group_size": group_size, "prompts_per_step": prompts_per_step,
+                "eval_every": eval_every, "eval_n": eval_n, "eval_max_problems": D["eval_max_problems"],
+                "eval_seen_problems": D["eval_seen_problems"], "extra": extra}
+        return _or_error(ctl.start_run, form)
+
+    def send_command(run_id: str, kind: str, n: int = 1) -> str:
+        """Send pause | resume | step (n steps, then pause) | stop | evaluate | checkpoint; returns a message."""
+        return _or_error(ctl.send, run_id, kind, n)[1]
+
+    def switch_strategy(run_id: str, strategy: str, params: str = "") -> str:
+        """Switch the run's strategy at its next step boundary; `params` as in start_run. Returns a message."""
+        return _or_error(ctl.switch, run_id, strategy, None, params)[1]
+
+    def list_events(run_id: str, kind: str = "") -> str:
+        """The run's events as a JSON list of {id, step, kind, payload, created_at}."""
+        return json.dumps(_or_error(ctl.events, run_id, kind or None))
+
+    def list_commands(run_id: str) -> str:
+        """The run's commands as a JSON list of {id, kind, payload, status, step, message, ...}."""
+        return json.dumps(_or_error(ctl.commands, run_id))
+
+    def run_state(run_id: str) -> str:
+        """JSON {run_id, status, last_step, strategy, process}."""
+        return json.dumps(_or_error(ctl.run_state, run_id))
+
+    def list_runs() -> str:
+        """JSON list of the runs table's rows (columns as in the Runs tab)."""
+        return json.dumps([dict(zip(tables.RUN_COLUMNS, r)) for r in ctl.runs_rows()])
+
+    for fn in (start_run, send_command, switch_strategy, list_events, list_commands, run_state, list_runs):
+        gr.api(fn, api_name=fn.__name__)
+
+
+def _or_error(fn, *args):
+    try:
+        return fn(*args)
+    except forms.FormError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+           block: bool = True, quiet: bool = False) -> gr.Blocks:
+    """Launch with the dashboard's CSS and JS (Gradio 6 takes them at launch)."""
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
+                css=CSS, js=JS, show_error=True, footer_links=["api"])
+    return demo
+
+
+def serve(workspace: str | Path = "runs", host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
+    """``workbench dashboard``: serve on ``host:port`` (this machine only unless told otherwise)."""
+    demo = build_app(workspace)
+    ctl: Controller = demo.controller  # type: ignore[attr-defined]
+    atexit.register(ctl.manager.shutdown)
+    launch(demo, host=host, port=port, share=share, block=False, quiet=True)
+    print(f"RLVR Collapse Workbench dashboard: {demo.local_url} (run store: {ctl.workspace})", flush=True)
+    if share:
+        print(f"public share link: {demo.share_url}", flush=True)
+    print("Ctrl+C stops the dashboard and the runs it started.", flush=True)
+    demo.block_thread()

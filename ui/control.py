@@ -1,0 +1,210 @@
+"""What the dashboard's buttons and API endpoints do, without Gradio: start runs, send
+commands, switch strategies, describe a run's state. Invalid input raises FormError
+with a message the app shows (``gr.Warning``) or an API client receives.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ui import live, tables, views
+from ui.drilldown import problem_ids
+from ui.forms import FormError, check_step_count, run_request, switch_payload
+from ui.live import CachedStore
+from ui.runner import RunManager
+from workbench.store import RunStore
+
+#: Commands a session applies between steps (``workbench.session.COMMANDS``), as the
+#: dashboard sends them; ``set_strategy`` goes through ``Controller.switch``.
+COMMANDS = ("pause", "resume", "stop", "step", "evaluate", "checkpoint")
+ENDED = ("finished", "failed", "stopped")
+#: A "running" run that has written nothing for this long is flagged (its process may be gone).
+STALE_SECONDS = 300
+
+
+class Controller:
+    """One per app: the store, its polling cache, and the processes this dashboard started."""
+
+    def __init__(self, workspace: str | Path):
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.store = RunStore(self.workspace)
+        self.cache = CachedStore(self.store)
+        self.manager = RunManager(self.workspace, self.store)
+
+    # -- runs -----------------------------------------------------------------------------
+    def has_store(self) -> bool:
+        return self.store.path.exists()
+
+    def run_ids(self) -> list[str]:
+        """Runs in the store (newest first), then dashboard runs not in it yet (starting)."""
+        ids = [r["run_id"] for r in self.store.list_runs()] if self.has_store() else []
+        return [rid for rid in self.manager.started() if rid not in ids] + ids
+
+    def runs_rows(self) -> list[list[Any]]:
+        """The runs table; dashboard processes without a run in the store yet come first
+        ("starting", or how they ended — the status line has the error message)."""
+        rows = tables.runs_table(self.store, self.manager.status_overrides()) if self.has_store() else []
+        known = {r[0] for r in rows}
+        early = []
+        for rid in self.manager.started():
+            if rid not in known:
+                st = self.manager.state(rid) or {}
+                status = "starting" if st.get("alive") else f"exited before starting (code {st.get('returncode')})"
+                early.append([rid, status, "", 0, "", "–", "–", "–", "", "", ""])
+        return early + rows
+
+    def runs_token(self) -> tuple:
+        """Changes whenever the runs table would."""
+        runs = self.store.list_runs() if self.has_store() else []
+        return (tuple((r["run_id"], r["revision"], r["status"]) for r in runs),
+                tuple(sorted(self.manager.status_overrides().items())), tuple(self.manager.running()),
+                tuple(self.manager.started()))
+
+    def start_run(self, form: dict[str, Any]) -> str:
+        """Validate the form, start ``workbench train`` in a subprocess; return the run id."""
+        req = run_request(form, self.workspace)
+        self.manager.start(req.run_id, req.argv)
+        return req.run_id
+
+    # -- commands -------------------------------------------------------------------------
+    def _check_target(self, run_id: str | None) -> dict[str, Any]:
+        if not run_id:
+            raise FormError("no run selected: pick a run at the top of the page")
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # noqa: BLE001
+            proc = self.manager.state(run_id)
+            if proc and proc["alive"]:
+                raise FormError(f"run {run_id} is still starting (loading the model); try again in a few seconds") from None
+            raise FormError(f"run {run_id!r} is not in the store {self.workspace}") from None
+        proc = self.manager.state(run_id)
+        if run["status"] in ENDED and not (proc and proc["alive"]):
+            raise FormError(f"run {run_id} is {run['status']}: no session applies commands to it. Continue it with "
+                            f"`workbench train --workspace {self.workspace} --resume {run_id} --steps N`")
+        return run
+
+    def send(self, run_id: str | None, kind: str, n: Any = None) -> tuple[int, str]:
+        """Send a control command; (command id, message)."""
+        if kind not in COMMANDS:
+            raise FormError(f"unknown command {kind!r}; valid: {', '.join(COMMANDS)}, set_strategy")
+        if kind == "stop":
+            proc = self.manager.state(run_id)
+            try:
+                self.store.get_run(run_id or "")
+            except Exception:  # noqa: BLE001 - not created yet: end the loading process itself
+                if proc and proc["alive"]:
+                    self.manager.kill(run_id)
+                    return 0, f"run {run_id} was still starting: its process was ended"
+        run = self._check_target(run_id)
+        payload: dict[str, Any] = {}
+        if kind == "step":
+            payload = {"n": check_step_count(n)}
+            if run["status"] != "paused":
+                note = " (the run is not paused: it pauses after them)"
+            else:
+                note = ""
+        cmd_id = self.store.send_command(run_id, kind, payload)
+        msg = {
+            "pause": "pause: applied at the next step boundary",
+            "resume": "resume sent",
+            "stop": "stop: the run ends after its current step (and a final evaluation and checkpoint)",
+            "evaluate": "evaluate now: runs at the next step boundary",
+            "checkpoint": "checkpoint: written at the next step boundary",
+        }.get(kind, "")
+        if kind == "step":
+            msg = f"step {payload['n']}: runs {payload['n']} step(s), then pauses" + note
+        if kind == "stop" and self.manager.stop(run_id):
+            msg += "; its process is ended if it has not stopped within 30 s"
+        return cmd_id, f"command #{cmd_id} sent to {run_id}: {msg}"
+
+    def switch(self, run_id: str | None, strategy: Any, rows: Any = None, text: str | None = None) -> tuple[int, str]:
+        """Send ``set_strategy``: in force from the next step boundary (shown on every timeline)."""
+        payload = switch_payload(strategy, rows, text)
+        self._check_target(run_id)
+        cmd_id = self.store.send_command(run_id, "set_strategy", payload)
+        params = ", ".join(f"{k}={v}" for k, v in payload["params"].items())
+        return cmd_id, (f"command #{cmd_id} sent to {run_id}: switch to **{payload['strategy']}**"
+                        + (f" ({params})" if params else "") + " at the next step boundary")
+
+    def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        if not run_id:
+            raise FormError("run_id is required")
+        try:
+            return self.store.events(run_id, kind=kind or None)
+        except Exception as exc:  # noqa: BLE001
+            raise FormError(str(exc)) from None
+
+    def commands(self, run_id: str) -> list[dict[str, Any]]:
+        try:
+            return self.store.commands(run_id)
+        except Exception as exc:  # noqa: BLE001
+            raise FormError(str(exc)) from None
+
+    def run_state(self, run_id: str) -> dict[str, Any]:
+        """{run_id, status, last_step, strategy, process} (status 'starting' before the run row exists)."""
+        proc = self.manager.state(run_id)
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # noqa: BLE001
+            if proc is None:
+                raise FormError(f"run {run_id!r} is not in the store {self.workspace}") from None
+            status = "starting" if proc["alive"] else f"exited ({proc['returncode']}): {proc['message']}"
+            return {"run_id": run_id, "status": status, "last_step": -1, "strategy": None, "process": proc}
+        return {"run_id": run_id, "status": run["status"], "last_step": run["last_step"], "strategy": run["strategy"],
+                "process": proc}
+
+    # -- the live view's poll ---------------------------------------------------------------
+    def poll(self, run_id: str | None, seen: dict | None, opts: live.Options, force: bool = False) -> dict[str, Any]:
+        """One refresh of the live view (what the app's timer calls): {"changed": {group:
+        value} for the groups to redraw, "seen", "version", "status" (None if unchanged),
+        "passk_steps" / "problems" (new choices, or None)}."""
+        prev_status = (seen or {}).get("_status")
+        changed, new_seen, version = live.refresh(self.cache, run_id, None if force else seen, opts)
+        status = self.status_line(run_id, version)
+        new_seen["_status"] = status
+        out: dict[str, Any] = {"changed": changed, "seen": new_seen, "version": version,
+                               "status": status if (force or status != prev_status) else None,
+                               "passk_steps": None, "problems": None}
+        if "passk" in changed:
+            out["passk_steps"] = ([e["step"] for e in views.eval_points(self.cache, run_id, opts.split, label="policy")]
+                                  if version is not None else [])
+        if "heatmap" in changed:
+            out["problems"] = problem_ids(self.cache, run_id, opts.split) if version is not None else []
+        return out
+
+    # -- the status line ----------------------------------------------------------------------
+    def status_line(self, run_id: str | None, version: tuple | None) -> str:
+        if not run_id:
+            return "No run selected: start one under **Runs**, or pick one above."
+        proc = self.manager.state(run_id)
+        if version is None:
+            if proc and proc["alive"]:
+                return f"**{run_id}** · starting (process {proc['pid']}): loading the model…"
+            if proc:
+                return (f"**{run_id}** · ⚠️ the process exited with code {proc['returncode']} before the run started: "
+                        f"{proc['message'] or 'no message'} (log: `{proc['log']}`)")
+            return f"**{run_id}** is not in the store `{self.workspace}`."
+        last_step, _, n_evals, status, _ = version
+        try:
+            run = self.cache.get_run(run_id)
+            total = (run.get("config") or {}).get("steps", "?")
+            idle = time.time() - float(run.get("updated_at") or time.time())
+            spans = self.cache.events(run_id, kind="strategy")
+            strategy = (spans[-1].get("payload") or {}).get("name", "?") if spans else "?"
+            points = len(views.eval_points(self.cache, run_id, "eval", label="policy"))
+        except Exception:  # noqa: BLE001
+            total, strategy, idle, points = "?", "?", 0.0, 0
+        text = (f"**{run_id}** · {status} · step {max(last_step, 0)}/{total} · strategy **{strategy}** · "
+                f"{points} evaluation point{'s' if points != 1 else ''}")
+        if last_step < 0 and status in ("created", "running") and n_evals == 0:
+            text += " · evaluating the base model…"
+        elif status == "running" and idle > STALE_SECONDS and not (proc and proc["alive"]):
+            text += f" · no write for {idle / 60:.0f} min: is its process still alive?"
+        if proc and proc["alive"]:
+            text += f" · process {proc['pid']}"
+        elif proc and proc["returncode"] not in (0, None) and not proc["killed"]:
+            text += (f" · ⚠️ its process exited with code {proc['returncode']}: {proc['message'] or 'no message'} "
+                     f"(log: `{proc['log']}`)")
+        return text

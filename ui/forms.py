@@ -1,0 +1,354 @@
+"""Form choices and validation: a bad value becomes a message, never a traceback.
+
+Strategies are checked against the torch-free catalog (``workbench.strategies.catalog``);
+run settings go through the same typed ``RunConfig`` validation the CLI uses, so the form
+rejects exactly what ``workbench train`` would reject. The command line of a new run is
+built here (``train_argv``); ``ui.runner`` starts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from workbench.config import LossConfig, RunConfig, parse_value
+from workbench.errors import WorkbenchError
+from workbench.paths import MODELS_DIR
+from workbench.strategies.catalog import PIECES, PRESETS, describe_params
+from workbench.tasks import list_tasks
+
+
+class FormError(ValueError):
+    """An invalid form value; the message says which field and what is expected."""
+
+
+#: The new-run form's defaults: small enough to move visibly within a minute on 2 CPU cores
+#: (about 0.4 s a step at B=16, G=8 on the embedded model, and about 1 s an evaluation of
+#: 32 held-out plus 16 training problems x 32 samples, every 5 steps: 80 steps in ~50 s).
+DEFAULTS = {"steps": 80, "group_size": 8, "prompts_per_step": 16, "eval_every": 5, "eval_n": 32,
+            "eval_max_problems": 32, "eval_seen_problems": 16, "lr": 5e-4, "seed": 0}
+
+PARAM_COLUMNS = ["parameter", "value", "default", "help"]
+
+
+# ---------------------------------------------------------------------- choices
+def embedded_models() -> list[str]:
+    """Names of the models shipped in ``data/models/`` (listed here rather than through
+    ``workbench.models``, which is the torch side of the engine)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def model_choices() -> list[str]:
+    """Embedded model names (the default first); any local folder or Hub id may be typed."""
+    names = embedded_models()
+    default = RunConfig().model.name_or_path
+    return sorted(names, key=lambda n: (n != default, n))
+
+
+def default_model() -> str:
+    names = model_choices()
+    return names[0] if names else RunConfig().model.name_or_path
+
+
+def task_choices() -> list[str]:
+    return list_tasks()
+
+
+def strategy_choices() -> list[tuple[str, str]]:
+    """(label, value) of each preset: "bbg — grpo+bbg"."""
+    return [(f"{name} — {p['composition']}", name) for name, p in PRESETS.items()]
+
+
+def strategy_doc(spec: str | None) -> str:
+    """A markdown description of a preset or composition (pieces, kinds, summaries)."""
+    if not spec:
+        return ""
+    try:
+        pieces = check_strategy(spec)
+    except FormError as exc:
+        return f"⚠️ {exc}"
+    head = f"**{spec}**"
+    if spec.strip() in PRESETS:
+        p = PRESETS[spec.strip()]
+        head += f" = `{p['composition']}` — {p['doc']}"
+        if p["loss"]:
+            head += " Loss: " + ", ".join(f"{k}={v}" for k, v in p["loss"].items()) + "."
+    lines = [head] + [f"- `{n}` ({PIECES[n].kind}): {PIECES[n].summary}" for n in pieces]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- strategies
+def check_strategy(spec: Any) -> list[str]:
+    """The piece names of a preset or a '+'-joined composition, or FormError."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise FormError("strategy: choose a preset (e.g. grpo, bbg) or type a composition such as grpo+negative_only")
+    spec = spec.strip()
+    comp = PRESETS[spec]["composition"] if spec in PRESETS else spec
+    names = [n.strip() for n in comp.split("+")]
+    if any(not n for n in names):
+        raise FormError(f"strategy {spec!r}: empty piece name (join pieces with a single '+')")
+    unknown = [n for n in names if n not in PIECES]
+    if unknown:
+        raise FormError(f"strategy {spec!r}: unknown piece(s) {', '.join(unknown)}. Presets: {', '.join(PRESETS)}. "
+                        f"Pieces: {', '.join(PIECES)}")
+    kinds = [PIECES[n].kind for n in names]
+    if kinds.count("estimator") != 1:
+        ests = [n for n, p in PIECES.items() if p.kind == "estimator"]
+        raise FormError(f"strategy {spec!r} needs exactly one estimator (has {kinds.count('estimator')}); "
+                        f"estimators: {', '.join(ests)}")
+    if kinds.count("reward") > 1:
+        raise FormError(f"strategy {spec!r} has more than one reward transform")
+    if len(set(names)) != len(names):
+        raise FormError(f"strategy {spec!r} repeats a piece")
+    return names
+
+
+def param_rows(spec: str | None) -> list[list[Any]]:
+    """Rows [parameter, value, default, help] of every parameter of the strategy's pieces."""
+    try:
+        pieces = check_strategy(spec)
+    except FormError:
+        return []
+    rows = []
+    for n in pieces:
+        for pname, d in describe_params(n).items():
+            rows.append([f"{n}.{pname}", _show(d["default"]), _show(d["default"]), d["help"]])
+    return rows
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return str(v)
+
+
+def parse_params(spec: str, rows: Any = None, text: str | None = None) -> dict[str, Any]:
+    """Validated {"piece.param": value} from the parameter table (only values that differ
+    from the default) and/or text ("k=v" per line or comma, or a JSON object).
+
+    Keys must name a parameter of one of the strategy's pieces, or ``loss.<field>``.
+    """
+    pieces = check_strategy(spec)
+    raw: dict[str, Any] = {}
+    for row in _table_rows(rows):
+        if len(row) < 2 or row[0] in (None, ""):
+            continue
+        key, value = str(row[0]).strip(), row[1]
+        default = row[2] if len(row) > 2 else None
+        if value is None or str(value).strip() == "" or str(value).strip() == str(default).strip():
+            continue
+        raw[key] = value
+    raw.update(parse_pairs(text))
+    out = {}
+    loss_hints = get_type_hints(LossConfig)
+    for key, value in raw.items():
+        piece, _, pname = key.partition(".")
+        if piece == "loss":
+            if pname not in loss_hints:
+                raise FormError(f"parameter {key!r}: the loss has no field {pname!r}; fields: {', '.join(loss_hints)}")
+            out[key] = _parse(value, loss_hints[pname], key)
+            continue
+        if piece not in pieces:
+            raise FormError(f"parameter {key!r}: {piece!r} is not a piece of {spec!r} (its pieces: {', '.join(pieces)}; "
+                            "loss settings go as loss.<field>)")
+        known = describe_params(piece)
+        if pname not in known:
+            valid = ", ".join(f"{piece}.{p}" for p in known) or "none"
+            raise FormError(f"parameter {key!r}: unknown; parameters of {piece}: {valid}")
+        hint = get_type_hints(PIECES[piece].params)[pname]
+        out[key] = _parse(value, hint, key)
+    return out
+
+
+def _table_rows(rows: Any) -> list[list[Any]]:
+    if rows is None:
+        return []
+    if hasattr(rows, "values") and hasattr(rows, "columns"):  # a pandas DataFrame
+        return [list(r) for r in rows.values.tolist()]
+    if isinstance(rows, dict) and "data" in rows:
+        return [list(r) for r in rows["data"]]
+    return [list(r) for r in rows]
+
+
+def parse_pairs(text: str | None) -> dict[str, str]:
+    """``k=v`` pairs separated by newlines or commas, or a JSON object; {} for blank."""
+    if text is None or not str(text).strip():
+        return {}
+    text = str(text).strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FormError(f"parameters: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        if not isinstance(obj, dict):
+            raise FormError("parameters: a JSON object {\"piece.param\": value} is expected")
+        return {str(k): v for k, v in obj.items()}
+    out = {}
+    for item in re.split(r"[\n,;]+", text):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise FormError(f"parameters: {item!r} is not KEY=VALUE (e.g. bbg.k=8)")
+        k, v = item.split("=", 1)
+        if not k.strip():
+            raise FormError(f"parameters: {item!r} has no key")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _parse(value: Any, hint: Any, key: str) -> Any:
+    try:
+        v = parse_value(value, hint, key)
+    except WorkbenchError as exc:
+        raise FormError(str(exc)) from exc
+    if isinstance(v, float) and math.isnan(v):
+        raise FormError(f"{key} = {value!r}: NaN is not a valid value")
+    return v
+
+
+# ---------------------------------------------------------------------- new runs
+@dataclass
+class RunRequest:
+    run_id: str
+    argv: list[str]
+    overrides: dict[str, Any]
+    strategy: str
+    params: dict[str, Any]
+
+
+def _int(value: Any, name: str, lo: int, hint: str) -> int:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise FormError(f"{name}: {value!r} is not a number; expected {hint}") from None
+    if not math.isfinite(f) or not f.is_integer():
+        raise FormError(f"{name}: {value!r} is not a whole number; expected {hint}")
+    if f < lo:
+        raise FormError(f"{name} = {int(f)} is too small; expected {hint}")
+    return int(f)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def check_model(name: Any) -> str:
+    """An embedded model name, an existing model folder (with config.json), or a Hub id
+    (``org/name``; whether the Hub is reachable shows when the run loads it).
+
+    The same order as ``workbench.models.loading.resolve_model``: a local folder first.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise FormError("model: choose the embedded model or give a local model folder or a Hub id")
+    name = name.strip()
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise FormError(f"model: the folder {name!r} has no config.json (a saved Hugging Face model folder is needed)")
+        return str(p.resolve())
+    if name in embedded_models():
+        return name
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise FormError(f"model: the folder {name!r} does not exist")
+    if not _HUB_ID.match(name) or "/" not in name:
+        raise FormError(f"model: {name!r} is neither an embedded model ({', '.join(embedded_models()) or 'none'}), "
+                        "an existing folder, nor a Hub id like 'Qwen/Qwen2.5-0.5B-Instruct'")
+    return name
+
+
+def new_run_id(strategy: str, name: str = "") -> str:
+    """A fresh run id (letters, digits, '.', '_', '-'), known before the process starts."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name or strategy).strip("-._")[:32] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+
+
+def run_request(form: dict[str, Any], workspace: str | Path) -> RunRequest:
+    """Validate the new-run form and build its ``workbench train`` command line.
+
+    ``form`` keys: model, task, strategy, params (table rows), params_text, steps,
+    group_size, prompts_per_step, eval_every, eval_n, and optionally lr, eval_max_problems,
+    eval_seen_problems, seed, name, extra ("section.field=value" lines).
+    """
+    model = check_model(form.get("model"))
+    task = form.get("task")
+    if task not in task_choices():
+        raise FormError(f"task: {task!r} is not a task family; choose one of {', '.join(task_choices())}")
+    strategy = str(form.get("strategy") or "").strip()
+    check_strategy(strategy)
+    params = parse_params(strategy, form.get("params"), form.get("params_text"))
+    steps = _int(form.get("steps"), "steps", 1, "at least 1 training step")
+    G = _int(form.get("group_size"), "G (samples per prompt)", 2, "at least 2 (a group needs a baseline)")
+    B = _int(form.get("prompts_per_step"), "prompts per step", 1, "at least 1")
+    every = _int(form.get("eval_every"), "evaluate every", 0, "0 (start and end only) or more steps")
+    n = _int(form.get("eval_n"), "evaluation samples n", 1, "at least 1 sample per problem")
+    overrides: dict[str, Any] = {"model.name_or_path": model, "task.name": task, "strategy": strategy, "steps": steps,
+                                 "rollout.group_size": G, "rollout.prompts_per_step": B, "eval.every": every,
+                                 "eval.n": n}
+    optional = {"eval_max_problems": ("eval.max_problems", 0), "eval_seen_problems": ("eval.seen_problems", 0),
+                "seed": ("seed", 0)}
+    for field_name, (dotted, lo) in optional.items():
+        if form.get(field_name) not in (None, ""):
+            overrides[dotted] = _int(form[field_name], dotted, lo, f"an integer >= {lo}")
+    if form.get("lr") not in (None, ""):
+        try:
+            lr = float(form["lr"])
+        except (TypeError, ValueError):
+            raise FormError(f"learning rate: {form['lr']!r} is not a number (e.g. 5e-4)") from None
+        overrides["optim.lr"] = lr
+    form_fields = dict(overrides)
+    extra = parse_pairs(form.get("extra"))
+    bad = [k for k in extra if k.split(".")[0] not in {f.name for f in dataclasses.fields(RunConfig)}]
+    if bad:
+        raise FormError(f"other config fields: {', '.join(bad)} are not config fields (e.g. loss.eps_high=0.28, "
+                        "optim.updates_per_batch=2); strategy parameters go in the parameter table")
+    overrides.update(extra)
+    name = str(form.get("name") or "").strip()
+    if name:
+        overrides["name"] = form_fields["name"] = name
+    try:
+        RunConfig().override({**overrides, "strategy_params": params}).validate()
+    except WorkbenchError as exc:
+        raise FormError(str(exc)) from exc
+    run_id = new_run_id(strategy, name)
+    argv = [sys.executable, "-m", "workbench.cli", "train", "--quiet", "--workspace", str(workspace),
+            "--run-id", run_id, "--model", model, "--task", str(task), "--strategy", strategy,
+            "--steps", str(steps), "-G", str(G), "-B", str(B), "--eval-every", str(every), "--eval-n", str(n)]
+    for dotted in ("eval.max_problems", "eval.seen_problems", "seed", "optim.lr", "name"):
+        if dotted in form_fields and dotted not in extra:  # "other config fields" win
+            argv += [f"--{dotted}", str(form_fields[dotted])]
+    for k, v in extra.items():
+        argv += ["--set", f"{k}={_cli_value(v)}"]
+    for k, v in params.items():
+        argv += ["--set", f"{k}={_cli_value(v)}"]
+    return RunRequest(run_id, argv, overrides, strategy, params)
+
+
+def _cli_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return str(v)
+
+
+def switch_payload(strategy: Any, rows: Any = None, text: str | None = None) -> dict[str, Any]:
+    """The ``set_strategy`` command payload for a preset/composition and its parameters."""
+    spec = str(strategy or "").strip()
+    check_strategy(spec)
+    return {"strategy": spec, "params": parse_params(spec, rows, text)}
+
+
+def check_step_count(n: Any) -> int:
+    return _int(n, "step N", 1, "at least 1 step")
