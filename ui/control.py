@@ -5,6 +5,7 @@ with a message the app shows (``gr.Warning``) or an API client receives.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ class Controller:
             raise FormError(f"run {run_id!r} is not in the store {self.workspace}") from None
         proc = self.manager.state(run_id)
         if run["status"] in ENDED and not (proc and proc["alive"]):
-            raise FormError(f"run {run_id} is {run['status']}: no session applies commands to it. Continue it with "
-                            f"`workbench train --workspace {self.workspace} --resume {run_id} --steps N`")
+            raise FormError(f"run {run_id} is {run['status']}: no session applies commands to it. Resume or "
+                            "Step N continue it from its last checkpoint in a new process")
         return run
 
     def send(self, run_id: str | None, kind: str, n: Any = None) -> tuple[int, str]:
@@ -97,6 +98,9 @@ class Controller:
                 if proc and proc["alive"]:
                     self.manager.kill(run_id)
                     return 0, f"run {run_id} was still starting: its process was ended"
+        continued = self._continue(run_id, kind, n)
+        if continued is not None:
+            return continued
         run = self._check_target(run_id)
         payload: dict[str, Any] = {}
         if kind == "step":
@@ -118,6 +122,32 @@ class Controller:
         if kind == "stop" and self.manager.stop(run_id):
             msg += "; its process is ended if it has not stopped within 30 s"
         return cmd_id, f"command #{cmd_id} sent to {run_id}: {msg}"
+
+    def _continue(self, run_id: str | None, kind: str, n: Any) -> tuple[int, str] | None:
+        """Resume / Step N on a run no session is running: continue it from its last
+        checkpoint in a new ``workbench train --resume`` process (None: not that case)."""
+        if kind not in ("resume", "step") or not run_id:
+            return None
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # noqa: BLE001 - _check_target says what is wrong
+            return None
+        proc = self.manager.state(run_id)
+        if run["status"] not in ENDED or (proc and proc["alive"]):
+            return None
+        if not self.store.checkpoints(run_id):
+            raise FormError(f"run {run_id} is {run['status']} and has no checkpoint to continue from")
+        total = int((run.get("config") or {}).get("steps") or 0)
+        last = int(run["last_step"])
+        if kind == "step":
+            total = last + check_step_count(n)
+        elif last >= total:
+            raise FormError(f"run {run_id} has finished its {total} steps: use Step N to train N more")
+        argv = [sys.executable, "-m", "workbench.cli", "train", "--quiet", "--workspace", str(self.workspace),
+                "--resume", run_id, "--steps", str(total)]
+        self.manager.start(run_id, argv, append=True)
+        return 0, (f"{run_id} was {run['status']}: continuing it from its last checkpoint to step {total} "
+                   "in a new process")
 
     def switch(self, run_id: str | None, strategy: Any, rows: Any = None, text: str | None = None) -> tuple[int, str]:
         """Send ``set_strategy``: in force from the next step boundary (shown on every timeline)."""

@@ -50,11 +50,12 @@ class RunManager:
         self._procs: dict[str, Proc] = {}
         self._lock = threading.Lock()
 
-    def start(self, run_id: str, argv: list[str]) -> Proc:
+    def start(self, run_id: str, argv: list[str], append: bool = False) -> Proc:
+        """Start ``argv`` for ``run_id`` (``append``: keep the log of an earlier process)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{run_id}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-        with open(log, "wb") as fh:
+        with open(log, "ab" if append else "wb") as fh:
             popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         proc = Proc(run_id, popen, log)
         with self._lock:

@@ -71,6 +71,19 @@ def test_controller_refuses_commands_it_cannot_deliver(fake_store):
         ctl.send(None, "pause")
     with pytest.raises(forms.FormError, match="finished"):       # no session would ever apply it
         ctl.send("fake-run", "pause")
+    # Step N / Resume on an ended run continue it in a new `workbench train --resume` process
+    with pytest.raises(forms.FormError, match="no checkpoint"):
+        ctl.send("fake-run", "step", 5)
+    fake_store.record_checkpoint("fake-run", 15, "/nowhere")
+    started = []
+    ctl.manager.start = lambda rid, argv, append=False: started.append((rid, argv, append))
+    ctl.send("fake-run", "step", 5)
+    rid, argv, append = started[-1]
+    assert rid == "fake-run" and append and argv[argv.index("--resume") + 1] == "fake-run"
+    assert argv[argv.index("--steps") + 1] == "20"                # 15 done + 5
+    fake_store.update_config("fake-run", {**fake_store.get_run("fake-run")["config"], "steps": 15})
+    with pytest.raises(forms.FormError, match="Step N to train N more"):
+        ctl.send("fake-run", "resume")                           # it finished all its steps
     with pytest.raises(forms.FormError, match="not in the store"):
         ctl.switch("nope", "bbg")
     with pytest.raises(forms.FormError, match="unknown command"):

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_ui_imports_and_builds_without_torch(tmp_path):
     code = (
         "import sys\n"
-        "import ui.app, ui.views, ui.drilldown, ui.compare, ui.live, ui.forms, ui.control, ui.runner\n"
+        "import ui.app, ui.views, ui.drilldown, ui.compare, ui.tables, ui.live, ui.forms, ui.control, ui.runner\n"
         f"ui.app.build_app({str(tmp_path)!r})\n"
         "bad = sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules)\n"
         "assert not bad, bad\n"
