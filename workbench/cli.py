@@ -147,15 +147,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("base: " + _eval_line(base_eval[-1]["summary"]))
     total = sess.config.steps
     bar = tqdm(total=total, initial=sess.step_count, desc="train", unit="step", disable=args.quiet, dynamic_ncols=True)
-    n_evals = len(sess.store.evaluations(sess.run_id, label="policy"))
     try:
         for rec in sess.run():
             bar.set_postfix(reward=f"{rec['train/reward_mean']:.3f}", entropy=f"{rec['train/entropy']:.3f}",
                             pass1=f"{rec['train/pass@1']:.3f}", refresh=False)
             bar.update(1)
-            evs = sess.store.evaluations(sess.run_id, label="policy", split="eval")
-            if len(evs) > n_evals:
-                n_evals = len(evs)
+            if sess._last_eval_step == rec["step"]:  # the session evaluated after this step
+                evs = sess.store.evaluations(sess.run_id, label="policy", split="eval")
                 bar.write(f"step {evs[-1]['step']}: " + _eval_line(evs[-1]["summary"]))
     except KeyboardInterrupt:
         bar.close()

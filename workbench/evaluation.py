@@ -59,7 +59,6 @@ def evaluate_model(
     prompt_ids = encode_prompts(tokenizer, task, problems, use_chat)
     rows = [(i, j) for i in range(len(problems)) for j in range(n)]          # problem-major
     texts: list[str] = [""] * len(rows)
-    ent_sum, tok_count = 0.0, 0
     ent_per_problem = np.zeros(len(problems))
     tok_per_problem = np.zeros(len(problems))
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
