@@ -8,7 +8,8 @@ merged tensors are temporaries passed through ``torch.func.functional_call`` wit
 adapter disabled), so the reference policy — the same model with the adapter disabled —
 stays exact.
 
-The two forms differ only by float rounding (~1e-6 relative in float32). Used when the
+The two forms differ only by float rounding (~1e-6 relative in float32; a few units of the
+half type's precision with bfloat16 or float16 weights, see ``merged_weights``). Used when the
 LoRA dropout is 0 (dropout acts on the adapter's input alone, which a merged weight
 cannot express); otherwise the plain PEFT forward runs.
 """
@@ -37,9 +38,20 @@ class MergedLoRA:
         self._cached: dict[str, torch.Tensor] | None = None
 
     def merged_weights(self) -> dict[str, torch.Tensor]:
-        """W + s*B@A per adapted layer (differentiable in A and B; call with the adapter enabled)."""
-        return {f"{name}.base_layer.weight": mod.base_layer.weight + mod.get_delta_weight(self.adapter)
-                for name, mod in self.layers}
+        """W + s*B@A per adapted layer, in W's dtype (differentiable in A and B; call with the
+        adapter enabled).
+
+        With half-precision base weights (bfloat16, float16) PEFT keeps A and B in float32 for
+        the optimiser, so the product is float32: it is cast to W's dtype before the sum (the
+        cast passes gradients back in float32), otherwise the merged weight would be float32
+        while the activations are half precision. The sum rounds to W's precision, as the
+        activations do in PEFT's own forward.
+        """
+        out = {}
+        for name, mod in self.layers:
+            w = mod.base_layer.weight
+            out[f"{name}.base_layer.weight"] = w + mod.get_delta_weight(self.adapter).to(w.dtype)
+        return out
 
     @contextlib.contextmanager
     def session(self):
