@@ -151,22 +151,75 @@ def test_mode_stats_hand_computed():
         assert none["mode_entropy"] is None and none["eff_modes"] is None and none["top_share"] is None
 
 
-def test_collapse_index_cases():
-    assert M.collapse_index(0.0, math.log(4)) == pytest.approx(0.75)
-    assert M.collapse_index(LN2, math.log(4)) == pytest.approx(0.5)
-    assert M.collapse_index(LN2, LN2) == pytest.approx(0.0)
-    assert M.collapse_index(math.log(4), LN2) == 0.0  # more diverse than base: clipped
-    assert M.collapse_index(None, LN2) is None
-    assert M.collapse_index(LN2, None) is None
-    assert M.collapse_index(None, None) is None
+def _rarefied_by_enumeration(counts: dict, m: int) -> float:
+    """Mean number of distinct modes over every m-subset of the correct samples."""
+    labels = [k for k, x in counts.items() for _ in range(x)]
+    subsets = list(itertools.combinations(range(len(labels)), m))
+    return sum(len({labels[i] for i in s}) for s in subsets) / len(subsets)
+
+
+def test_rarefied_distinct_hand_computed():
+    # {a: 3, b: 1}, m = 2: of the 6 pairs, 3 hold b (2 modes) and 3 are a-a (1 mode) -> 1.5
+    assert M.rarefied_distinct({"a": 3, "b": 1}, 2) == pytest.approx(1.5)
+    # {a: 2, b: 1, c: 1}, m = 2: one a-a pair (1 mode), five mixed pairs (2 modes) -> 11/6
+    assert M.rarefied_distinct({"a": 2, "b": 1, "c": 1}, 2) == pytest.approx(11 / 6)
+    assert M.rarefied_distinct([2, 1, 1], 1) == pytest.approx(1.0)   # one draw: one mode
+    assert M.rarefied_distinct([2, 1, 1], 4) == pytest.approx(3.0)   # all of them
+    counts = {"a": 4, "b": 2, "c": 1, "d": 1}
+    for m in range(1, 9):
+        assert M.rarefied_distinct(counts, m) == pytest.approx(_rarefied_by_enumeration(counts, m))
+    with pytest.raises(ValueError, match="m"):
+        M.rarefied_distinct({"a": 2}, 3)
+
+
+def test_expected_distinct_closed_form():
+    # two draws from (1/2, 1/2): 1 mode with prob 1/2, 2 with prob 1/2 -> 1.5
+    assert M.expected_distinct([0.5, 0.5], 2) == pytest.approx(1.5)
+    assert M.expected_distinct([1.0, 0.0], 5) == pytest.approx(1.0)
+    assert M.expected_distinct([0.25] * 4, 1) == pytest.approx(1.0)
+
+
+def test_rarefied_distinct_estimates_expected_distinct_and_the_simulator_uses_it():
+    # the engine's estimate from c multinomial samples, averaged, is the simulator's exact D(m)
+    from workbench.sim.evaluation import exact_matched_collapse
+
+    rng = np.random.default_rng(3)
+    q_base, q_now = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.8, 0.1, 0.05, 0.05])
+    m = 5
+    d_base = np.mean([M.rarefied_distinct(list(rng.multinomial(20, q_base)), m) for _ in range(3000)])
+    d_now = np.mean([M.rarefied_distinct(list(rng.multinomial(9, q_now)), m) for _ in range(3000)])
+    exact_base = sum(1 - (1 - x) ** m for x in q_base)
+    exact_now = sum(1 - (1 - x) ** m for x in q_now)
+    assert d_base == pytest.approx(exact_base, abs=0.02) and d_now == pytest.approx(exact_now, abs=0.02)
+    rec = exact_matched_collapse(q_now, q_base, m)
+    assert rec["collapse_m"] == m and rec["collapse_index"] == pytest.approx(1 - exact_now / exact_base)
+    assert exact_matched_collapse(q_now, q_base, 1)["collapse_index"] is None
+
+
+def test_matched_collapse_hand_computed():
+    # base {a: 2, b: 2}, now {a: 3}: m = 3; D_base(3) = 2 (any 3 of aabb hold both), D_now(3) = 1
+    r = M.matched_collapse({"mode_counts": {"a": 3}}, {"mode_counts": {"a": 2, "b": 2}})
+    assert r == {"collapse_index": pytest.approx(0.5), "collapse_index_raw": pytest.approx(0.5), "collapse_m": 3,
+                 "matched_modes_now": pytest.approx(1.0), "matched_modes_base": pytest.approx(2.0)}
+    # base {a: 2, b: 1, c: 1}, now {a: 1, b: 1}: m = 2; D_base(2) = 11/6, D_now(2) = 2 -> raw 1 − 12/11
+    r = M.matched_collapse(M.mode_stats(["a", "b", None]), M.mode_stats(["a", "a", "b", "c"]))
+    assert r["collapse_m"] == 2 and r["collapse_index_raw"] == pytest.approx(-1 / 11)
+    assert r["collapse_index"] == 0.0                                   # clipped at 0
+    assert M.collapse_index(M.mode_stats(["a", "b", None]), M.mode_stats(["a", "a", "b", "c"])) == 0.0
+    # m < 2 (one correct sample now, or none in the base) or no counts: undefined, not 0
+    assert M.matched_collapse(M.mode_stats(["a", None]), M.mode_stats(["a", "b"]))["collapse_index"] is None
+    assert M.collapse_index(M.mode_stats(["a", "b"]), M.mode_stats([None, None])) is None
+    assert M.collapse_index({"c": 3}, {"mode_counts": {"a": 3}}) is None  # a row without counts
 
 
 def test_collapse_summary_keeps_undefined_apart():
     now = [M.mode_stats(k) for k in (["a", "a"], ["a", "b", "c", None], [None, None], ["a"])]
     base = [M.mode_stats(k) for k in (["a", "b"], ["a", "b", "c", "d"], ["a"], [None])]
     s = M.collapse_summary(now, base)
-    # defined: 1 − 1/2 and 1 − 3/4; problems 3 (unsolved now) and 4 (unsolved by base) apart
-    assert s["collapse/mean_index"] == pytest.approx((0.5 + 0.25) / 2)
+    # defined: m = 2: D 1 now, 2 base; m = 3: 3 and 3 (any 3 of abcd are 3 modes); problems 3
+    # (one correct sample in the base) and 4 (none) apart.  Dataset index 1 − (1 + 3)/(2 + 3)
+    assert s["collapse/mean_index"] == pytest.approx(1 - 4 / 5)
+    assert s["collapse/matched_m_mean"] == pytest.approx((2 + 3) / 2)
     assert s["collapse/num_defined"] == 2 and s["collapse/num_undefined"] == 2
     assert s["collapse/num_solved"] == 3
     assert s["collapse/mean_eff_modes"] == pytest.approx((1 + 3 + 1) / 3)
@@ -174,9 +227,73 @@ def test_collapse_summary_keeps_undefined_apart():
 
     empty = M.collapse_summary([M.mode_stats([None])], [M.mode_stats(["a"])])
     assert empty["collapse/mean_index"] is None and empty["collapse/num_undefined"] == 1
+    assert empty["collapse/matched_m_mean"] is None
     assert empty["collapse/mean_eff_modes"] is None
     with pytest.raises(ValueError):
         M.collapse_summary(now, base[:2])
+
+
+def test_collapse_summary_is_a_ratio_of_unclipped_sums():
+    # one problem more diverse than the base at m = 2 (D 2 now, 11/6 base), one collapsed at
+    # m = 3 (D 1 now, 2 base): 1 − (2 + 1) / (11/6 + 2), below the mean of the clipped indices
+    now = [M.mode_stats(["a", "b", None]), M.mode_stats(["a", "a", "a"])]
+    base = [M.mode_stats(["a", "a", "b", "c"]), M.mode_stats(["a", "a", "b", "b"])]
+    s = M.collapse_summary(now, base)
+    assert s["collapse/mean_index"] == pytest.approx(1 - 3 / (11 / 6 + 2))
+
+
+def _plugin_collapse_index(now: dict, base: dict) -> float | None:
+    """The plug-in estimator the matched one replaces: clip(1 − exp(H_now) / exp(H_base)) from
+    the mode entropies of all correct samples (kept here to show its bias)."""
+    if now["mode_entropy"] is None or base["mode_entropy"] is None:
+        return None
+    return min(1.0, max(0.0, 1.0 - math.exp(now["mode_entropy"] - base["mode_entropy"])))
+
+
+def _fixed_share_population(p_base: float, p_now: float, problems: int = 1500, n: int = 64, seed: int = 0):
+    """Problems whose correct-mode shares are the same at both points; only pass@1 moves.
+    Each problem's shares ~ Dirichlet(1, ..., 1) over 2-6 modes; c ~ Binomial(n, p), then the
+    c correct samples' modes ~ Multinomial(c, shares)."""
+    rng = np.random.default_rng(seed)
+    now, base = [], []
+    for _ in range(problems):
+        shares = rng.dirichlet(np.ones(rng.integers(2, 7)))
+        for p, out in ((p_base, base), (p_now, now)):
+            c = int(rng.binomial(n, p))
+            counts = rng.multinomial(c, shares)
+            keys = [str(m) for m, x in enumerate(counts) for _ in range(x)] + [None] * (n - c)
+            out.append(M.mode_stats(keys))
+    return now, base
+
+
+@pytest.mark.parametrize("p_now", [0.3, 0.1, 0.05])
+def test_collapse_index_does_not_move_with_success_when_shares_are_fixed(p_now):
+    now, base = _fixed_share_population(0.3, p_now)
+    s = M.collapse_summary(now, base)
+    assert abs(s["collapse/mean_index"]) <= 0.03
+    assert s["collapse/num_defined"] > 1000           # P(c < 2) is 0.16 at p = 0.05, n = 64
+    assert 2 <= s["collapse/matched_m_mean"] <= 64 * min(0.3, p_now) + 1
+    if p_now == 0.05:
+        # the plug-in index confounds collapse with success: it reads well above 0 here
+        old = [_plugin_collapse_index(a, b) for a, b in zip(now, base)]
+        assert np.mean([x for x in old if x is not None]) > 0.15
+
+
+def test_collapse_index_sees_real_collapse_at_low_success():
+    # shares move onto one mode (0.9) while pass@1 falls 0.3 -> 0.05: the index must read it
+    rng = np.random.default_rng(1)
+    shares_base, shares_now = np.full(4, 0.25), np.array([0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3])
+    now, base = [], []
+    for _ in range(400):
+        for p, shares, out in ((0.3, shares_base, base), (0.05, shares_now, now)):
+            c = int(rng.binomial(64, p))
+            counts = rng.multinomial(c, shares)
+            out.append(M.mode_stats([str(m) for m, x in enumerate(counts) for _ in range(x)] + [None] * (64 - c)))
+    s = M.collapse_summary(now, base)
+    # exact value at m = 3: 1 − D_now(3)/D_base(3), D(3) = Σ 1 − (1 − q)^3
+    d = lambda q: sum(1 - (1 - x) ** 3 for x in q)   # noqa: E731
+    assert s["collapse/mean_index"] > 0.5 * (1 - d(shares_now) / d(shares_base))
+    assert s["collapse/mean_index"] > 0.15
 
 
 # ---------------------------------------------------------------- groups (unit)

@@ -31,11 +31,11 @@ from workbench.metrics import (
     approx_kl,
     boundary_summary,
     clip_fractions,
-    collapse_index,
     collapse_summary,
     group_split,
     logprob_advantage_cov,
     masked_mean,
+    matched_collapse,
     mode_stats,
     oversharpening_summary,
     sequence_logprobs,
@@ -109,6 +109,8 @@ class Session:
             self.store.add_event(self.run_id, 0, "strategy", self.strategy.describe())
         else:
             self.run_id = _run_id
+        # e.g. a custom verifier call past its time limit: an event at the current step
+        self.task.on_event = lambda kind, payload: self.store.add_event(self.run_id, self.step_count, kind, payload)
 
     # ------------------------------------------------------------------ public API
     def resolved_config(self) -> dict:
@@ -363,13 +365,15 @@ class Session:
             base_rows = [base.get(p["problem_id"]) for p in res.problems]
             rows_now = [p for p, b in zip(res.problems, base_rows) if b is not None]
             rows_base = [b for b in base_rows if b is not None]
-            summary.update(collapse_summary(rows_now, rows_base))
+            collapse = [matched_collapse(p, b) for p, b in zip(rows_now, rows_base)]   # matched-m index per problem
+            summary.update(collapse_summary(rows_now, rows_base, collapse))
+            for p, rec in zip(rows_now, collapse):
+                p.update(rec)                   # collapse_index (clipped; the heatmap's), _raw, collapse_m
             k_big = max(k for k in res.pass_at_k())
             summary.update(boundary_summary({pid: (r["n"], r["c"]) for pid, r in base.items()},
                                             {p["problem_id"]: (p["n"], p["c"]) for p in res.problems}, k_big))
             for p, b in zip(res.problems, base_rows):
                 if b is not None:
-                    p["collapse_index"] = collapse_index(p["mode_entropy"], b["mode_entropy"])
                     p["base_c"] = b["c"]
             bank = self._bank.get(split) or []
             if bank:

@@ -26,7 +26,16 @@ from workbench.metrics.clip import clip_fractions
 from workbench.metrics.entropy import logprob_advantage_cov, masked_mean, token_entropy
 from workbench.metrics.groups import SuccessHistory, advantage_stats, group_split
 from workbench.metrics.kl import approx_kl, kl_k3
-from workbench.metrics.modes import collapse_index, collapse_summary, mode_stats
+from workbench.metrics.modes import (
+    collapse_index,
+    collapse_record,
+    collapse_summary,
+    expected_distinct,
+    index_from_diversity,
+    matched_collapse,
+    mode_stats,
+    rarefied_distinct,
+)
 from workbench.metrics.passk import default_ks, pass_at_k, pass_at_k_curve, pass_at_k_matrix
 from workbench.metrics.sharpening import (
     oversharpening_summary,
@@ -42,12 +51,16 @@ __all__ = [
     "boundary_summary",
     "clip_fractions",
     "collapse_index",
+    "collapse_record",
     "collapse_summary",
     "default_ks",
+    "expected_distinct",
     "group_split",
+    "index_from_diversity",
     "kl_k3",
     "logprob_advantage_cov",
     "masked_mean",
+    "matched_collapse",
     "mode_stats",
     "oversharpening_summary",
     "pass_at_k",
@@ -55,6 +68,7 @@ __all__ = [
     "pass_at_k_matrix",
     "passk_delta",
     "per_problem_logratios",
+    "rarefied_distinct",
     "sequence_logprobs",
     "token_entropy",
 ]

@@ -6,7 +6,10 @@ n-sample draw: n modes per problem drawn by inverse CDF from the *same* uniforms
 evaluation point (common random numbers), giving integer (n, c) and mode counts, so the
 dashboard's recomputed curves and boundary counts work unchanged. Rows add the exact
 values (``p_correct``, ``mode_probs``, ``pass_at_n``), and ``mode_entropy`` / ``eff_modes`` /
-``top_share`` / ``collapse_index`` are the exact ones.
+``top_share`` are the exact ones.  ``collapse_index`` has the engine's definition (matched
+number of correct samples m = min(c_base, c_now) of the draws; 1 − D_now(m)/D_base(m) with
+D(m) the expected number of distinct correct modes among m correct samples), with D(m)
+computed exactly from pi instead of rarefied from the draws.
 
 ``boundary/`` counts compare the draws (solved = c >= 1 among n, as in the engine);
 ``sharpen/`` compares the exact log-probabilities of every correct mode with the base
@@ -17,7 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.metrics import boundary_summary, collapse_index, collapse_summary, default_ks, oversharpening_summary
+from workbench.metrics import (
+    boundary_summary,
+    collapse_record,
+    collapse_summary,
+    default_ks,
+    expected_distinct,
+    oversharpening_summary,
+)
 from workbench.sim import policy as pol
 
 
@@ -26,6 +36,17 @@ def draw_modes(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(probs, axis=-1)                                                # [P, M]
     idx = np.stack([np.searchsorted(cdf[p], uniforms[p], side="right") for p in range(len(probs))])  # [P, n]
     return np.minimum(idx, probs.shape[1] - 1)
+
+
+def exact_matched_collapse(q_now: np.ndarray, q_base: np.ndarray, m: int) -> dict:
+    """The engine's matched-sample collapse index (``workbench.metrics.matched_collapse``)
+    with the rarefied diversities replaced by their exact value: D(m) = expected number of
+    distinct modes among m correct samples, from the correct-mode distributions q ([M]).
+    m = min(c_base, c_now) of the n-sample draws, as the engine would take it from these
+    rows; undefined (``None``) where m < 2."""
+    if m < 2:
+        return collapse_record(None, None, m)
+    return collapse_record(expected_distinct(q_now, m), expected_distinct(q_base, m), m)
 
 
 def evaluate_split(probs: np.ndarray, base_probs: np.ndarray, correct: np.ndarray, uniforms: np.ndarray,
@@ -76,10 +97,12 @@ def evaluate_split(probs: np.ndarray, base_probs: np.ndarray, correct: np.ndarra
     })
     if base_rows is None:
         return summary, rows
-    for r, b in zip(rows, base_rows):
-        r["collapse_index"] = collapse_index(r["mode_entropy"], b["mode_entropy"])
+    q_base = pol.correct_distribution(base_probs, correct)                         # [P, M]
+    collapse = [exact_matched_collapse(q[i], q_base[i], min(r["c"], b["c"])) for i, (r, b) in enumerate(zip(rows, base_rows))]
+    for r, b, rec in zip(rows, base_rows, collapse):
+        r.update(rec)
         r["base_c"] = b["c"]
-    summary.update(collapse_summary(rows, base_rows))
+    summary.update(collapse_summary(rows, base_rows, collapse))
     summary.update(boundary_summary({b["problem_id"]: (b["n"], b["c"]) for b in base_rows},
                                     {r["problem_id"]: (r["n"], r["c"]) for r in rows}, n))
     ids, now, ref = [], [], []
