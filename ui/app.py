@@ -20,6 +20,7 @@ import gradio as gr
 from ui import compare, forms, live, tables
 from ui.control import Controller
 from ui.drilldown import SAMPLE_COLUMNS
+from ui.security import HostGuard, allowed_hosts, exposure_auth
 
 #: Seconds between live-view polls (see benchmarks/dashboard_refresh.py for their cost).
 POLL_SECONDS = 2.0
@@ -57,9 +58,12 @@ def _warn(exc: Exception) -> str:
     return f"⚠️ {exc}"
 
 
-def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS) -> gr.Blocks:
-    """The dashboard on the run store in ``workspace`` (``demo.controller`` holds its state)."""
-    ctl = Controller(workspace)
+def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS,
+              allow_models: list[str] | tuple[str, ...] = ()) -> gr.Blocks:
+    """The dashboard on the run store in ``workspace`` (``demo.controller`` holds its state).
+    Runs can be started on the embedded models and on ``allow_models`` (the operator's
+    ``--allow-model``: local folders or Hub ids) only."""
+    ctl = Controller(workspace, allow_models)
     strategies = forms.strategy_choices()
     initial_runs = ctl.run_ids()
 
@@ -90,9 +94,9 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                                        max_height=320)
                 gr.Markdown("### Start a new run")
                 with gr.Row():
-                    f_model = gr.Dropdown(choices=forms.model_choices(), value=forms.default_model(),
-                                          allow_custom_value=True, label="Model",
-                                          info="embedded model, local folder or Hub id", elem_id="new-model")
+                    f_model = gr.Dropdown(choices=forms.model_choices(ctl.policy), value=forms.default_model(),
+                                          label="Model", elem_id="new-model",
+                                          info="embedded models, and those allowed with --allow-model")
                     f_task = gr.Dropdown(choices=forms.task_choices(), value="two_primes", label="Task",
                                          elem_id="new-task")
                     f_strategy = gr.Dropdown(choices=strategies, value="grpo", allow_custom_value=True,
@@ -120,7 +124,8 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                                            label="'Seen' training problems evaluated", elem_id="new-eval-seen")
                         f_seed = gr.Number(value=D["seed"], precision=0, label="Seed", elem_id="new-seed")
                         f_name = gr.Textbox(label="Name (part of the run id)", elem_id="new-name")
-                    f_extra = gr.Textbox(label="Other config fields, one KEY=VALUE per line",
+                    f_extra = gr.Textbox(label="Other config fields, one KEY=VALUE per line (task data files: "
+                                         f"inside {ctl.policy.data_dir})",
                                          placeholder="loss.eps_high=0.28\noptim.updates_per_batch=2", lines=2,
                                          elem_id="new-extra")
                 b_start = gr.Button("Start run", variant="primary", elem_id="btn-start")
@@ -364,21 +369,40 @@ def _or_error(fn, *args):
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-           block: bool = True, quiet: bool = False) -> gr.Blocks:
-    """Launch with the dashboard's CSS and JS (Gradio 6 takes them at launch)."""
+           block: bool = True, quiet: bool = False, auth: tuple[str, str] | None = None,
+           allow_hosts: list[str] | tuple[str, ...] = ()) -> gr.Blocks:
+    """Launch with the dashboard's CSS and JS (Gradio 6 takes them at launch), behind the
+    Host/Origin guard (``ui.security.HostGuard``: only the bound address, loopback names and
+    ``allow_hosts``; no uploads), with ``auth`` credentials when given."""
+    from starlette.middleware import Middleware
+
+    hosts = allowed_hosts(host, allow_hosts)
+    guard = Middleware(HostGuard, hosts=hosts, suffixes=(".gradio.live",) if share else ())
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
-                css=CSS, js=JS, show_error=True, footer_links=["api"])
+                css=CSS, js=JS, show_error=True, footer_links=["api"], auth=auth, max_file_size=1,
+                app_kwargs={"middleware": [guard]})
     return demo
 
 
-def serve(workspace: str | Path = "runs", host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
-    """``workbench dashboard``: serve on ``host:port`` (this machine only unless told otherwise)."""
-    demo = build_app(workspace)
+def serve(workspace: str | Path = "runs", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+          auth: str | None = None, allow_models: list[str] | tuple[str, ...] = (),
+          allow_hosts: list[str] | tuple[str, ...] = ()) -> None:
+    """``workbench dashboard``: serve on ``host:port`` (this machine only unless told otherwise).
+
+    Reachable from elsewhere (``host`` not loopback, or ``share``) it needs ``auth``
+    ("USER:PASS" or "generate"; see ``ui.security.exposure_auth``) and refuses to start
+    without; a generated password is printed once."""
+    creds = exposure_auth(host, share, auth)      # before anything is built or bound
+    demo = build_app(workspace, allow_models=allow_models)
     ctl: Controller = demo.controller  # type: ignore[attr-defined]
     atexit.register(ctl.manager.shutdown)
-    launch(demo, host=host, port=port, share=share, block=False, quiet=True)
+    launch(demo, host=host, port=port, share=share, block=False, quiet=True, auth=creds, allow_hosts=allow_hosts)
     print(f"RLVR Collapse Workbench dashboard: {demo.local_url} (run store: {ctl.workspace})", flush=True)
+    if creds is not None and auth == "generate":
+        print(f"sign in as user {creds[0]!r} with the password {creds[1]} (shown once)", flush=True)
+    elif creds is not None:
+        print(f"sign in as user {creds[0]!r}", flush=True)
     if share:
         print(f"public share link: {demo.share_url}", flush=True)
     print("Ctrl+C stops the dashboard and the runs it started.", flush=True)

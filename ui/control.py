@@ -15,6 +15,7 @@ from ui.drilldown import problem_ids
 from ui.forms import FormError, check_step_count, run_request, switch_payload
 from ui.live import CachedStore
 from ui.runner import RunManager
+from ui.security import WebPolicy
 from workbench.store import RunStore
 
 #: Commands a session applies between steps (``workbench.session.COMMANDS``), as the
@@ -28,8 +29,9 @@ STALE_SECONDS = 300
 class Controller:
     """One per app: the store, its polling cache, and the processes this dashboard started."""
 
-    def __init__(self, workspace: str | Path):
+    def __init__(self, workspace: str | Path, allow_models: list[str] | tuple[str, ...] = ()):
         self.workspace = Path(workspace).expanduser().resolve()
+        self.policy = WebPolicy.create(self.workspace, allow_models)
         self.store = RunStore(self.workspace)
         self.cache = CachedStore(self.store)
         self.manager = RunManager(self.workspace, self.store)
@@ -65,7 +67,7 @@ class Controller:
 
     def start_run(self, form: dict[str, Any]) -> str:
         """Validate the form, start ``workbench train`` in a subprocess; return the run id."""
-        req = run_request(form, self.workspace)
+        req = run_request(form, self.workspace, self.policy)
         self.manager.start(req.run_id, req.argv)
         return req.run_id
 

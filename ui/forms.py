@@ -8,7 +8,6 @@ built here (``train_argv``); ``ui.runner`` starts it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -21,9 +20,9 @@ from typing import Any, get_type_hints
 
 from workbench.config import LossConfig, RunConfig, parse_value
 from workbench.errors import WorkbenchError
-from workbench.paths import MODELS_DIR
 from workbench.strategies.catalog import PIECES, PRESETS, describe_params
 from workbench.tasks import list_tasks
+from ui.security import WEB_TASK_PARAMS, PolicyError, WebPolicy, embedded_models
 
 
 class FormError(ValueError):
@@ -40,19 +39,11 @@ PARAM_COLUMNS = ["parameter", "value", "default", "help"]
 
 
 # ---------------------------------------------------------------------- choices
-def embedded_models() -> list[str]:
-    """Names of the models shipped in ``data/models/`` (listed here rather than through
-    ``workbench.models``, which is the torch side of the engine)."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
-
-
-def model_choices() -> list[str]:
-    """Embedded model names (the default first); any local folder or Hub id may be typed."""
-    names = embedded_models()
+def model_choices(policy: WebPolicy | None = None) -> list[str]:
+    """The models a run may be started on from the dashboard (the default first)."""
+    names = policy.models() if policy is not None else embedded_models()
     default = RunConfig().model.name_or_path
-    return sorted(names, key=lambda n: (n != default, n))
+    return sorted(names, key=lambda n: (n != default, names.index(n)))
 
 
 def default_model() -> str:
@@ -61,7 +52,8 @@ def default_model() -> str:
 
 
 def task_choices() -> list[str]:
-    return list_tasks()
+    """Task families a web client may start (``custom`` runs a verifier, which is code)."""
+    return [t for t in list_tasks() if t in WEB_TASK_PARAMS]
 
 
 def strategy_choices() -> list[tuple[str, str]]:
@@ -196,7 +188,8 @@ def parse_pairs(text: str | None) -> dict[str, str]:
             raise FormError("parameters: a JSON object {\"piece.param\": value} is expected")
         return {str(k): v for k, v in obj.items()}
     out = {}
-    for item in re.split(r"[\n,;]+", text):
+    # a comma or semicolon separates pairs only before the next "key=": JSON values keep theirs
+    for item in re.split(r"\n+|[,;]\s*(?=[A-Za-z_][\w.]*\s*=)", text):
         item = item.strip()
         if not item:
             continue
@@ -241,31 +234,13 @@ def _int(value: Any, name: str, lo: int, hint: str) -> int:
     return int(f)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-
-
-def check_model(name: Any) -> str:
-    """An embedded model name, an existing model folder (with config.json), or a Hub id
-    (``org/name``; whether the Hub is reachable shows when the run loads it).
-
-    The same order as ``workbench.models.loading.resolve_model``: a local folder first.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise FormError("model: choose the embedded model or give a local model folder or a Hub id")
-    name = name.strip()
-    p = Path(name).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise FormError(f"model: the folder {name!r} has no config.json (a saved Hugging Face model folder is needed)")
-        return str(p.resolve())
-    if name in embedded_models():
-        return name
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        raise FormError(f"model: the folder {name!r} does not exist")
-    if not _HUB_ID.match(name) or "/" not in name:
-        raise FormError(f"model: {name!r} is neither an embedded model ({', '.join(embedded_models()) or 'none'}), "
-                        "an existing folder, nor a Hub id like 'Qwen/Qwen2.5-0.5B-Instruct'")
-    return name
+def check_model(name: Any, policy: WebPolicy) -> str:
+    """A model the dashboard's policy allows (embedded, or named by the operator with
+    ``--allow-model``), or FormError."""
+    try:
+        return policy.check_model(name)
+    except PolicyError as exc:
+        raise FormError(str(exc)) from None
 
 
 def new_run_id(strategy: str, name: str = "") -> str:
@@ -274,17 +249,22 @@ def new_run_id(strategy: str, name: str = "") -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
 
 
-def run_request(form: dict[str, Any], workspace: str | Path) -> RunRequest:
+def run_request(form: dict[str, Any], workspace: str | Path, policy: WebPolicy | None = None) -> RunRequest:
     """Validate the new-run form and build its ``workbench train`` command line.
 
     ``form`` keys: model, task, strategy, params (table rows), params_text, steps,
     group_size, prompts_per_step, eval_every, eval_n, and optionally lr, eval_max_problems,
-    eval_seen_problems, seed, name, extra ("section.field=value" lines).
+    eval_seen_problems, seed, name, extra ("section.field=value" lines). ``policy`` (default:
+    the embedded models only) limits models, tasks, task files and config fields to what a
+    web client may ask for (``ui.security``); the run always goes to ``workspace``.
     """
-    model = check_model(form.get("model"))
+    policy = policy or WebPolicy.create(workspace)
+    model = check_model(form.get("model"), policy)
     task = form.get("task")
-    if task not in task_choices():
-        raise FormError(f"task: {task!r} is not a task family; choose one of {', '.join(task_choices())}")
+    try:
+        policy.check_task(task)
+    except PolicyError as exc:
+        raise FormError(str(exc)) from None
     strategy = str(form.get("strategy") or "").strip()
     check_strategy(strategy)
     params = parse_params(strategy, form.get("params"), form.get("params_text"))
@@ -308,11 +288,10 @@ def run_request(form: dict[str, Any], workspace: str | Path) -> RunRequest:
             raise FormError(f"learning rate: {form['lr']!r} is not a number (e.g. 5e-4)") from None
         overrides["optim.lr"] = lr
     form_fields = dict(overrides)
-    extra = parse_pairs(form.get("extra"))
-    bad = [k for k in extra if k.split(".")[0] not in {f.name for f in dataclasses.fields(RunConfig)}]
-    if bad:
-        raise FormError(f"other config fields: {', '.join(bad)} are not config fields (e.g. loss.eps_high=0.28, "
-                        "optim.updates_per_batch=2); strategy parameters go in the parameter table")
+    try:
+        extra = policy.check_extra(parse_pairs(form.get("extra")), str(task))
+    except PolicyError as exc:
+        raise FormError(str(exc)) from None
     overrides.update(extra)
     name = str(form.get("name") or "").strip()
     if name:
@@ -322,16 +301,17 @@ def run_request(form: dict[str, Any], workspace: str | Path) -> RunRequest:
     except WorkbenchError as exc:
         raise FormError(str(exc)) from exc
     run_id = new_run_id(strategy, name)
-    argv = [sys.executable, "-m", "workbench.cli", "train", "--quiet", "--workspace", str(workspace),
-            "--run-id", run_id, "--model", model, "--task", str(task), "--strategy", strategy,
-            "--steps", str(steps), "-G", str(G), "-B", str(B), "--eval-every", str(every), "--eval-n", str(n)]
+    # "--option=value" throughout: a value can never be read as another option
+    argv = [sys.executable, "-m", "workbench.cli", "train", "--quiet", f"--workspace={policy.workspace}",
+            f"--run-id={run_id}", f"--model={model}", f"--task={task}", f"--strategy={strategy}",
+            f"--steps={steps}", f"-G={G}", f"-B={B}", f"--eval-every={every}", f"--eval-n={n}"]
     for dotted in ("eval.max_problems", "eval.seen_problems", "seed", "optim.lr", "name"):
         if dotted in form_fields and dotted not in extra:  # "other config fields" win
-            argv += [f"--{dotted}", str(form_fields[dotted])]
+            argv.append(f"--{dotted}={form_fields[dotted]}")
     for k, v in extra.items():
-        argv += ["--set", f"{k}={_cli_value(v)}"]
+        argv.append(f"--set={k}={_cli_value(v)}")
     for k, v in params.items():
-        argv += ["--set", f"{k}={_cli_value(v)}"]
+        argv.append(f"--set={k}={_cli_value(v)}")
     return RunRequest(run_id, argv, overrides, strategy, params)
 
 

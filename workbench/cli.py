@@ -90,7 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default="runs", help="run store folder (default: runs)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link (needs --auth)")
+    p.add_argument("--auth", default=None, metavar="USER:PASS",
+                   help="require this sign-in ('generate': a random password, printed once); needed with --share "
+                        "or a --host other than loopback. Default: $WORKBENCH_DASHBOARD_AUTH if set")
+    p.add_argument("--allow-model", action="append", default=[], metavar="NAME",
+                   help="also allow runs started from the dashboard on this local model folder or Hub id "
+                        "(repeatable; by default only the embedded models)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (repeatable; e.g. the machine's DNS "
+                        "name when serving with --host 0.0.0.0)")
     return parser
 
 
@@ -335,7 +344,8 @@ def _json_default(o):
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from ui.app import serve
 
-    serve(workspace=args.workspace, host=args.host, port=args.port, share=args.share)
+    serve(workspace=args.workspace, host=args.host, port=args.port, share=args.share, auth=args.auth,
+          allow_models=args.allow_model, allow_hosts=args.allow_host)
     return 0
 
 

@@ -20,10 +20,15 @@ def test_run_request_builds_the_train_command(tmp_path):
     req = forms.run_request({**GOOD, "params": rows, "params_text": "loss.eps_high=0.28"}, tmp_path)
     argv = req.argv
     assert argv[:4] == [sys.executable, "-m", "workbench.cli", "train"]
-    assert argv[argv.index("--run-id") + 1] == req.run_id and argv[argv.index("--workspace") + 1] == str(tmp_path)
-    assert argv[argv.index("--strategy") + 1] == "bbg" and argv[argv.index("-G") + 1] == "4"
-    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    opts = dict(a.split("=", 1) for a in argv[4:] if "=" in a and not a.startswith("--set="))
+    assert opts["--run-id"] == req.run_id and opts["--workspace"] == str(tmp_path.resolve())
+    assert opts["--strategy"] == "bbg" and opts["-G"] == "4"
+    sets = [a[len("--set="):] for a in argv if a.startswith("--set=")]
     assert sets == ["eval.max_problems=8", "bbg.k=8", "loss.eps_high=0.28"]   # defaults are not repeated
+    # the CLI reads the command line back as the form meant it
+    from workbench.cli import build_parser
+    args = build_parser().parse_args(argv[3:])
+    assert getattr(args, "cfg:workspace") == str(tmp_path.resolve()) and args.run_id == req.run_id
     assert req.params == {"bbg.k": 8, "loss.eps_high": 0.28}
 
 
@@ -40,11 +45,11 @@ def test_run_request_builds_the_train_command(tmp_path):
     ({"params_text": "bbg.kk=3"}, "parameters of bbg"),
     ({"params_text": "rloo.x=3"}, "not a piece of"),
     ({"params_text": "no equals sign"}, "KEY=VALUE"),
-    ({"model": "/no/such/model"}, "does not exist"),
+    ({"model": "/no/such/model"}, "not allowed from the dashboard"),
     ({"model": ""}, "model"),
-    ({"task": "chess"}, "not a task family"),
+    ({"task": "chess"}, "cannot be started from the dashboard"),
     ({"extra": "loss.eps_low=-1"}, "loss.eps_low"),
-    ({"extra": "warp.speed=9"}, "not config fields"),
+    ({"extra": "warp.speed=9"}, "not a config field"),
 ])
 def test_invalid_values_are_messages(tmp_path, bad, message):
     with pytest.raises(forms.FormError) as err:
@@ -53,13 +58,24 @@ def test_invalid_values_are_messages(tmp_path, bad, message):
 
 
 def test_models_and_strategy_catalog(tmp_path):
+    from ui.security import WebPolicy
+    from workbench.errors import ConfigError
+
     assert forms.model_choices()[0] == "tiny-primes"
-    assert forms.check_model("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    default = WebPolicy.create(tmp_path)
+    with pytest.raises(forms.FormError, match="--allow-model"):      # Hub ids only when the operator allows them
+        forms.check_model("Qwen/Qwen2.5-0.5B-Instruct", default)
     (tmp_path / "m").mkdir()
-    with pytest.raises(forms.FormError, match="config.json"):
-        forms.check_model(str(tmp_path / "m"))
+    with pytest.raises(ConfigError, match="config.json"):
+        WebPolicy.create(tmp_path, [str(tmp_path / "m")])
+    with pytest.raises(forms.FormError, match="not allowed"):
+        forms.check_model(str(tmp_path / "m"), default)
     (tmp_path / "m" / "config.json").write_text("{}")
-    assert forms.check_model(str(tmp_path / "m")) == str((tmp_path / "m").resolve())
+    allowing = WebPolicy.create(tmp_path, [str(tmp_path / "m"), "Qwen/Qwen2.5-0.5B-Instruct"])
+    assert forms.check_model(str(tmp_path / "m"), allowing) == str((tmp_path / "m").resolve())
+    assert forms.check_model("Qwen/Qwen2.5-0.5B-Instruct", allowing) == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert forms.model_choices(allowing) == ["tiny-primes", str((tmp_path / "m").resolve()),
+                                             "Qwen/Qwen2.5-0.5B-Instruct"]
     assert [r[0] for r in forms.param_rows("grpo+negative_only")] == ["grpo.eps"]
     assert "Bayesian Boundary Gating" in forms.strategy_doc("bbg")
     assert forms.switch_payload("bbg", None, '{"bbg.k": 4}') == {"strategy": "bbg", "params": {"bbg.k": 4}}
