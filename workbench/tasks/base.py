@@ -9,12 +9,13 @@ still produce" (METRICS.md, mode collapse) is a count of distinct keys.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from workbench.errors import ConfigError, TaskDataError, UnknownNameError
 from workbench.paths import TASKS_DIR
@@ -90,6 +91,9 @@ class Task(ABC):
     params: dict[str, Any]
     #: Default generation limit for this family (``rollout.max_new_tokens = 0`` uses it).
     max_new_tokens: int = 128
+    #: Called as ``on_event(kind, payload)`` for things a run should record (e.g. a verifier
+    #: call past its time limit); a Session sets it to write a store event. None: a warning.
+    on_event: Callable[[str, dict], None] | None = None
 
     def __init__(self) -> None:
         self.params = {}
@@ -119,6 +123,13 @@ class Task(ABC):
                 "pass one problem per completion (repeat each problem G times for a group)"
             )
         return [self.verify(p, c) for p, c in zip(problems, completions)]
+
+    def emit(self, kind: str, payload: dict) -> None:
+        """Report an event to ``on_event``, or as a logged warning when nobody listens."""
+        if self.on_event is not None:
+            self.on_event(kind, payload)
+        else:
+            logging.getLogger("workbench").warning("%s: %s", kind, json.dumps(payload, default=str))
 
     def solutions(self, problem: Problem, limit: int | None = None) -> list[str]:
         """Distinct valid completions, one per mode (for supervised pretraining)."""
@@ -152,8 +163,19 @@ class Task(ABC):
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line is a TaskDataError."""
     out: list[tuple[int, dict]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise TaskDataError(f"cannot read {path}: {e.strerror or e}") from e
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            try:  # a byte-order mark on the first line is allowed
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise TaskDataError(
+                    f"{path}, line {lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                    "save the file as UTF-8"
+                ) from e
             if not line.strip():
                 continue
             try:

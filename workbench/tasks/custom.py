@@ -12,6 +12,11 @@ The verifier is named ``"module:function"`` or ``"path/to/file.py:function"`` an
 Unless given, ``answer`` and the mode key are the normalised completion text (METRICS.md's
 fallback for answers without structure), ``parsed`` is True, and the mode key is dropped
 for incorrect completions.
+
+Each call has a time limit (``timeout`` seconds, default 10): the verifier runs in a child
+process (``verifier_worker``) that is killed when a call passes the limit; that completion
+counts as unparsed (reward 0) and a ``verifier_timeout`` event is reported. ``timeout=0``
+calls the verifier in the training process itself, with no limit.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import importlib
 import importlib.util
 import math
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import ConfigError, TaskDataError, UnknownNameError, VerifierError
-from workbench.tasks.base import Problem, Task, Verdict, holdout_indices, normalize_text, read_jsonl
+from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, holdout_indices, normalize_text, read_jsonl
+from workbench.tasks.verifier_worker import VerifierWorker, WorkerFailed
 
 _VERDICT_KEYS = {"reward", "correct", "parsed", "answer", "mode_key"}
 
@@ -98,9 +105,15 @@ class Custom(Task):
     eval_size, seed: records held out as ``eval`` (None: a quarter) — used only when no
         record has a ``split`` key; otherwise ``split`` values name the splits verbatim
         (records without one go to ``train``).
+    timeout: seconds one verifier call may take (default 10); a call past it counts as
+        unparsed and is reported as an event. 0 = no limit (the verifier then runs in the
+        training process).
     """
 
     name = "custom"
+    #: Timeouts on this many different completions in a row (no verdict in between) stop
+    #: the batch with a VerifierError: the verifier is stuck on everything, not on one input.
+    MAX_TIMEOUT_STREAK = 5
 
     def __init__(
         self,
@@ -110,14 +123,24 @@ class Custom(Task):
         id_field: str = "id",
         eval_size: int | None = None,
         seed: int = 0,
+        timeout: float = 10.0,
     ) -> None:
         super().__init__()
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 <= timeout < math.inf:
+            raise ConfigError(f"custom task: timeout={timeout!r} is not allowed: expected seconds per verifier "
+                              "call, a finite number >= 0 (0 = no limit)")
+        if eval_size is not None and (isinstance(eval_size, bool) or not isinstance(eval_size, int) or eval_size < 0):
+            raise ConfigError(f"custom task: eval_size={eval_size!r} is not allowed: expected a whole number >= 0 "
+                              "or null (a quarter of the records)")
         self.path, self.verifier_spec = Path(path), verifier
         self.prompt_field, self.id_field = prompt_field, id_field
+        self.timeout = float(timeout)
         self.params = dict(path=str(path), verifier=verifier, prompt_field=prompt_field,
-                           id_field=id_field, eval_size=eval_size, seed=seed)
+                           id_field=id_field, eval_size=eval_size, seed=seed, timeout=timeout)
         self.fn = load_verifier(verifier)
         self._splits = self._read(eval_size, seed)
+        self._worker: VerifierWorker | None = None
+        self._hung: set[tuple[str, str]] = set()  # (problem id, completion) pairs that timed out
 
     def _read(self, eval_size: int | None, seed: int) -> dict[str, list[Problem]]:
         if not self.path.is_file():
@@ -167,11 +190,65 @@ class Custom(Task):
 
     def verify(self, problem: Problem, completion: str) -> Verdict:
         """Call the user's verifier; anything it raises becomes a VerifierError naming the problem."""
+        return self.verify_batch([problem], [completion])[0]
+
+    def verify_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Verdict]:
+        """Verify aligned lists; with a timeout, in the verifier's child process (see the module)."""
+        if len(problems) != len(completions):
+            return super().verify_batch(problems, completions)  # its error message
+        if not self.timeout:
+            out = []
+            for p, c in zip(problems, completions):
+                try:
+                    out.append(to_verdict(self.fn(dict(p.data), c), c))
+                except Exception as e:
+                    raise self._failed(p, c, e) from e
+            return out
+        keys = [(p.id, c) for p, c in zip(problems, completions)]
+        todo = [i for i, k in enumerate(keys) if k not in self._hung]
+        verdicts: list[Verdict] = [UNPARSED] * len(problems)
+        if not todo:
+            return verdicts
+
+        def timed_out(j: int, seconds: float, repeats: int, streak: int) -> None:
+            p, c = problems[todo[j]], completions[todo[j]]
+            self._hung.add((p.id, c))
+            self.emit("verifier_timeout", {"verifier": self.verifier_spec, "problem_id": p.id, "timeout": self.timeout,
+                                           "completion": c[:200], "samples": repeats})
+            if streak >= self.MAX_TIMEOUT_STREAK:
+                raise VerifierError(
+                    f"verifier {self.verifier_spec!r} passed its {self.timeout:g} s limit on {streak} different "
+                    f"completions in a row (the last on problem {p.id!r}): it looks stuck on every input. "
+                    "Fix the verifier, or raise the custom task's timeout parameter (0 = no limit)")
+
+        if self._worker is None:
+            self._worker = VerifierWorker(self.verifier_spec, self.timeout)
         try:
-            return to_verdict(self.fn(dict(problem.data), completion), completion)
-        except Exception as e:
-            snippet = completion[:80] if isinstance(completion, str) else repr(completion)[:80]
-            raise VerifierError(
-                f"verifier {self.verifier_spec!r} failed on problem {problem.id!r} "
-                f"with completion {snippet!r}: {type(e).__name__}: {e}"
-            ) from e
+            results = self._worker.run([dict(problems[i].data) for i in todo], [completions[i] for i in todo],
+                                       [keys[i] for i in todo], timed_out)
+        except WorkerFailed as e:
+            self.close()
+            raise VerifierError(f"verifier {self.verifier_spec!r}: {e}. Its output (stderr) says why; "
+                                "fix the verifier, or set the custom task's timeout=0 to run it in this process") from e
+        except VerifierError:
+            self.close()
+            raise
+        for i, (kind, value) in zip(todo, results):
+            if kind == "ok":
+                verdicts[i] = value
+            elif kind == "error":
+                raise self._failed(problems[i], completions[i], value) from value
+        return verdicts
+
+    def _failed(self, problem: Problem, completion: Any, e: BaseException) -> VerifierError:
+        snippet = completion[:80] if isinstance(completion, str) else repr(completion)[:80]
+        return VerifierError(
+            f"verifier {self.verifier_spec!r} failed on problem {problem.id!r} "
+            f"with completion {snippet!r}: {type(e).__name__}: {e}"
+        )
+
+    def close(self) -> None:
+        """Stop the verifier's child process (a new one starts on the next call)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
