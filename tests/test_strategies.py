@@ -79,6 +79,25 @@ def test_other_estimators_hand_computed():
     assert adv("zero", r).abs().sum().item() == 0.0
 
 
+@pytest.mark.parametrize("value", [0.3, 0.1, 0.7, -0.45, 2.0 / 3.0])
+def test_equal_graded_rewards_give_exactly_zero_advantage(value):
+    # mean([v] * 8) rounds away from v in float32, and (r - mean) / (std + eps) used to blow
+    # the rounding up to ~0.1; a group with no spread must carry no gradient at all
+    for spec in ("grpo", "dr_grpo", "rloo", "grpo_n"):
+        a = adv(spec, [[value] * 8, [value] * 5 + [value] * 3])
+        assert a.abs().max().item() == 0.0, spec
+
+
+def test_grpo_on_a_mixed_graded_group():
+    r = [0.3, 0.3, 0.9, 0.0]
+    mean, std = sum(r) / 4, float(np.std(r))
+    a = adv("grpo", [r, [0.3] * 4])
+    assert a[0].tolist() == approx([(x - mean) / (std + 1e-6) for x in r])
+    assert a[1].abs().max().item() == 0.0
+    assert adv("dr_grpo", [r]).tolist() == approx([[x - mean for x in r]])
+    assert adv("rloo", [r]).tolist() == approx([[x - (sum(r) - x) / 3 for x in r]])
+
+
 # ---------------------------------------------------------------- calibrations
 def test_negative_only_masks_positive_advantages():
     a = adv("grpo+negative_only", [[1, 0, 0, 0], [0, 0, 0, 0]])
@@ -209,6 +228,32 @@ def test_clip_cov_and_kl_cov_select_the_right_tokens():
     kc = build_strategy("kl_cov", {"kl_cov.ratio": 0.5, "kl_cov.coef": 2.0}).shape_tokens(_tokens())
     assert kc.extra_coef[0, 0].item() == 2.0 and kc.selected == 2              # top 2: token 0 and one 0.5 tie
     assert kc.extra_coef.sum().item() == 4.0
+    assert kc.unclipped.all()                                                    # reference: no clipping at all
+    only = build_strategy("kl_cov", {"kl_cov.ratio": 0.25, "kl_cov.clip_others": True}).shape_tokens(_tokens())
+    assert only.unclipped.tolist() == [[True, False, False, False]]
+
+
+def test_clip_cov_skips_tokens_the_ppo_clip_already_stops():
+    # as the authors' code: tokens whose clipped branch is in force are not candidates
+    t = _tokens()
+    t.clipped = torch.tensor([[True, False, False, False]])
+    cc = build_strategy("clip_cov", {"clip_cov.ratio": 0.25}).shape_tokens(t)
+    assert cc.weight.tolist() == [[1.0, 1.0, 1.0, 1.0]] and cc.selected == 0
+    # open band: kappa exactly on a bound is outside
+    edge = build_strategy("clip_cov", {"clip_cov.ratio": 0.25, "clip_cov.low": 4.5}).shape_tokens(_tokens())
+    assert edge.selected == 0
+
+
+def test_presets_set_updates_per_batch_and_parameters_override_them():
+    assert build_strategy("kl_cov").optim_overrides == {"updates_per_batch": 2}
+    assert build_strategy("grpo").optim_overrides == {}
+    assert build_strategy("kl_cov", {"optim.updates_per_batch": "3"}).optim_overrides == {"updates_per_batch": 3}
+    assert build_strategy("grpo+kl_cov").optim_overrides == {}                  # a composition is not the preset
+    assert build_strategy("kl_cov").describe()["optim"] == {"updates_per_batch": 2}
+    with pytest.raises(ConfigError, match="can override only optim.updates_per_batch"):
+        build_strategy("kl_cov", {"optim.lr": 0.1})
+    with pytest.raises(ConfigError, match="expected >= 1"):
+        build_strategy("kl_cov", {"optim.updates_per_batch": 0})
 
 
 # ---------------------------------------------------------------- composition errors

@@ -11,36 +11,51 @@ import torch
 from workbench.strategies.base import register
 
 
+def _spread(rewards: torch.Tensor) -> torch.Tensor:
+    """[B, 1] bool: does the group's reward vary (max > min)? A group without spread gets an
+    advantage of exactly 0 from every baseline estimator. Comparing r - mean with 0 is not
+    enough: mean([0.3] * 8) rounds away from 0.3 in float32, and GRPO's division by
+    (std + eps) would blow that rounding up to advantages of ~0.03-0.1."""
+    return rewards.amax(dim=1, keepdim=True) > rewards.amin(dim=1, keepdim=True)
+
+
+def _zero_without_spread(adv: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+    return torch.where(_spread(rewards), adv, torch.zeros_like(adv))
+
+
 @register("estimator", "grpo")
 def grpo(rewards: torch.Tensor, batch, p) -> torch.Tensor:
     """GRPO (Shao et al. 2024, DeepSeekMath): A_i = (r_i - mean_j r_j) / (std_j r_j + eps).
 
     (choice) The std is the population std over the group; the paper does not say (the
     unbiased one differs by sqrt(G/(G-1))). Degenerate: a group whose rewards are all
-    equal gets A = 0, so all-correct and all-wrong groups carry no gradient; they are
+    equal (max = min, binary or graded) gets A = 0 exactly, decided by the group's range
+    rather than by std + eps, so all-correct and all-wrong groups carry no gradient; they are
     counted (``train/frac_all_correct``, ``train/frac_all_wrong``), not hidden. Known bias
     (Dr. GRPO): dividing by the std up-weights groups with very low or very high success.
     """
     mean = rewards.mean(dim=1, keepdim=True)                        # [B, 1]
     std = rewards.std(dim=1, unbiased=False, keepdim=True)          # [B, 1]
-    return (rewards - mean) / (std + p.eps)                         # [B, G]
+    return _zero_without_spread((rewards - mean) / (std + p.eps), rewards)   # [B, G]
 
 
 @register("estimator", "dr_grpo")
 def dr_grpo(rewards: torch.Tensor, batch, p) -> torch.Tensor:
     """Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): A_i = r_i - mean_j r_j,
     no std normalisation; its preset also uses ``seq_sum_const`` aggregation (no length
-    normalisation). Fixes GRPO's difficulty bias and length bias. All-equal groups: A = 0."""
-    return rewards - rewards.mean(dim=1, keepdim=True)              # [B, G]
+    normalisation). Fixes GRPO's difficulty bias and length bias. All-equal groups: A = 0
+    exactly (by the group's range, as in ``grpo``)."""
+    return _zero_without_spread(rewards - rewards.mean(dim=1, keepdim=True), rewards)   # [B, G]
 
 
 @register("estimator", "rloo")
 def rloo(rewards: torch.Tensor, batch, p) -> torch.Tensor:
     """RLOO (Ahmadian et al. 2024, "Back to Basics"): A_i = r_i - mean_{j != i} r_j, an
-    unbiased leave-one-out baseline; equals G/(G-1) * (r_i - mean). Needs G >= 2."""
+    unbiased leave-one-out baseline; equals G/(G-1) * (r_i - mean). Needs G >= 2.
+    All-equal groups: A = 0 exactly (by the group's range, as in ``grpo``)."""
     G = rewards.shape[1]
     others = (rewards.sum(dim=1, keepdim=True) - rewards) / (G - 1)  # [B, G]
-    return rewards - others
+    return _zero_without_spread(rewards - others, rewards)
 
 
 @register("estimator", "reinforce")
