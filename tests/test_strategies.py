@@ -178,6 +178,23 @@ def test_bbg_history_counts_past_rollouts():
     assert not torch.allclose(out, no_hist)
 
 
+def test_bbg_history_decay_hand_computed_two_steps():
+    # p0: 2 of 4 correct at step 1, 1 of 4 at step 2; now step 3 with 1 of 4. With gamma = 0.5
+    # the past weighs gamma^(steps ago): step 2 by 0.5, step 1 by 0.25 (not 1 and 0.5)
+    hist = SuccessHistory()
+    hist.update(1, ["p0"], [2], 4)
+    hist.update(2, ["p0"], [1], 4)
+    rows = [[1, 0, 0, 0]]
+    out = build_strategy("bbg", {"bbg.history": True, "bbg.gamma": 0.5, "bbg.tau": 0.0}).advantages(
+        batch(rows, history=hist, step=3)).advantage
+    c_eff = 1 + 0.5 * 1 + 0.25 * 2          # 2.0
+    n_eff = 4 + 0.5 * 4 + 0.25 * 4          # 7.0
+    w = boundary_utility(c_eff, n_eff, 16).item() / boundary_utility(1, n_eff, 16).item()
+    assert out[0].tolist() == approx((adv("grpo", rows)[0] * w).tolist())
+    w_over = boundary_utility(3.0, 10.0, 16).item() / boundary_utility(1, 10.0, 16).item()   # one step too many
+    assert abs(w - w_over) > 1e-3
+
+
 def test_zero_success_only_and_bucket_mask():
     assert adv("zero_success_only", [[0, 0], [1, 0], [1, 1]]).tolist() == approx([[-1, -1], [0, 0], [0, 0]])
     a = adv("bucket_mask", [[1, 1, 1, 0], [1, 1, 0, 0]])

@@ -88,15 +88,17 @@ def bbg(adv: torch.Tensor, rewards: torch.Tensor, batch, p) -> torch.Tensor:
       trained with a signed REINFORCE term A_i = -w0 (w0 = 1), pushing mass off the
       sampled wrong answers.
     - (choice) ``history``: c and G are counted over the problem's past rollouts as well,
-      with weight gamma^(steps ago), plus the current group; the gate then uses that G.
+      with weight gamma^(steps before the current one) — the previous step's group weighs
+      gamma, the current group 1 — and the gate then uses that G.
     Defaults k = 16, tau = 0.01 are choices (the paper leaves them to the user).
     """
     G = rewards.shape[1]
     c = successes(rewards).double()                                                 # [B]
     n = torch.full_like(c, float(G))                                                # [B]
     if p.history and batch.history is not None:
-        past = torch.tensor([batch.history.decayed(pid, p.gamma) if pid in batch.history else (0.0, 0.0)
-                             for pid in batch.problem_ids], dtype=torch.float64)   # [B, 2] (c_eff, n_eff)
+        # the current group is step batch.step (weight 1); an entry k steps before it weighs gamma^k
+        past = torch.tensor([batch.history.decayed(pid, p.gamma, step=batch.step) if pid in batch.history
+                             else (0.0, 0.0) for pid in batch.problem_ids], dtype=torch.float64)   # [B, 2] (c_eff, n_eff)
         c, n = c + past[:, 0], n + past[:, 1]
     log_u = log_boundary_utility(c, n, p.k, p.a0, p.b0)                             # [B]
     log_u1 = log_boundary_utility(torch.ones_like(n), n, p.k, p.a0, p.b0)           # [B]
