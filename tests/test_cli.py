@@ -51,6 +51,16 @@ def test_train_runs_list_export_and_eval_checkpoint(tmp_path, capsys):
     assert out["run"] == run_id and out["step"] == 2 and out["num_problems"] == 3
 
 
+def test_eval_line_shows_the_boundary_at_the_users_k_and_the_collapse_sample_size():
+    from workbench.cli import _eval_line
+
+    line = _eval_line({"eval/pass@1": 0.5, "eval/pass@8": 0.7, "eval/pass@64": 0.9, "boundary/gained": 2,
+                       "boundary/lost": 1, "boundary/report_k": 8, "boundary/passk_delta@8": -0.125,
+                       "boundary/passk_delta@64": 0.25, "collapse/mean_index": 0.25, "collapse/matched_m_mean": 4.5})
+    assert "boundary +2/-1" in line and "Δpass@8 -0.125" in line and "collapse 0.25 (m 4.5)" in line
+    assert "Δpass@" not in _eval_line({"eval/pass@1": 0.5})
+
+
 def test_bad_input_gets_a_message_not_a_traceback(tmp_path, capsys):
     ws = str(tmp_path / "runs")
     assert main(["train", "--workspace", ws, "--task", "nope"]) == 2

@@ -33,6 +33,16 @@ def test_eval_n_smaller_than_largest_k():
         RunConfig().override({"eval.n": 8, "eval.ks": [1, 4, 16]}).validate()
 
 
+def test_boundary_k_defaults_to_8_and_must_not_exceed_n():
+    assert RunConfig().validate().eval.resolved_boundary_k() == 8
+    assert RunConfig().override({"eval.n": 4}).validate().eval.resolved_boundary_k() == 4   # 0 = min(8, n)
+    assert RunConfig().override({"eval.boundary_k": 16}).validate().eval.resolved_boundary_k() == 16
+    with pytest.raises(ConfigError, match=r"eval\.boundary_k = 16 is larger than eval\.n = 8.*Lower eval\.boundary_k"):
+        RunConfig().override({"eval.n": 8, "eval.boundary_k": 16}).validate()
+    with pytest.raises(ConfigError, match=r"eval\.boundary_k"):
+        RunConfig().override({"eval.boundary_k": -1}).validate()
+
+
 def test_override_parses_cli_strings():
     cfg = RunConfig().override({"rollout.group_size": "4", "loss.eps_high": "inf", "eval.ks": "[1, 2]",
                                 "task.params": '{"path": "x.jsonl"}'})

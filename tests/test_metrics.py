@@ -389,6 +389,20 @@ def test_boundary_summary_aligns_by_id():
 # ---------------------------------------------------------------- sharpening (unit)
 
 
+def test_boundary_summary_reports_the_users_k_beside_k_equal_n():
+    # a: 4 of 8 -> 1 of 8 (still solved); b: 0 of 8 -> 1 of 8 (gained)
+    base, now = {"a": (8, 4), "b": (8, 0)}, {"a": (8, 1), "b": (8, 1)}
+    s = M.boundary_summary(base, now, k=8, report_k=2)
+    # k = n: pass@8 is 1 exactly when c >= 1, so the delta restates gained - lost: (0 + 1) / 2
+    assert s["boundary/passk_delta@8"] == pytest.approx(0.5) == s["boundary/passk_delta_mean"]
+    # k = 2: a 1 − C(4,2)/C(8,2) = 22/28 -> 1 − C(7,2)/C(8,2) = 7/28; b 0 -> 7/28
+    assert s["boundary/passk_delta@2"] == pytest.approx((7 / 28 - 22 / 28 + 7 / 28) / 2)
+    assert s["boundary/report_k"] == 2
+    assert "boundary/report_k" not in M.boundary_summary(base, now, k=8)
+    with pytest.raises(ValueError, match="report_k"):
+        M.boundary_summary(base, now, k=8, report_k=0)
+
+
 def test_sequence_logprobs_ignores_masked_positions():
     token_logp = torch.tensor([[-1.0, -2.0, -math.inf], [-0.5, -0.5, -0.5]])
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])

@@ -233,6 +233,11 @@ def boundary_figure(store: Any, run_id: str | None, split: str = "eval") -> go.F
                                line={"color": col, "width": 1.5, "dash": "dot"}, marker={"symbol": "circle-open"}))
     # evaluation-axis figures end the last span at the last evaluation (not the last step),
     # so they need no redraw between evaluations
+    last = points[-1][1]
+    k = last.get("boundary/report_k")
+    delta = finite(last.get(f"boundary/passk_delta@{int(k)}")) if k is not None and finite(k) is not None else None
+    if delta is not None:   # the pass@k shift at the user's k (at k = n it only restates gained - lost)
+        title += f" · Δpass@{int(k)} {delta:+.3f} at step {points[-1][0]}"
     lay = _with_spans(style.layout(title, yaxis="problems"), strategy_spans(store, run_id, last_step=max(xs)))
     return go.Figure(data=data, layout=lay)
 

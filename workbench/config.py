@@ -88,6 +88,12 @@ class EvalConfig:
     seed: int = _f(1234, "Sampling seed of evaluations: the same at every evaluation point.")
     bank_cap: int = _f(8, "Most banked base-model correct modes per problem (over-sharpening).")
     samples_kept: int = _f(4, "Completions stored per problem and evaluation (for drill-down).")
+    boundary_k: int = _f(0, "k of the boundary's pass@k delta (now - base), reported beside the one at k = n; "
+                            "0 = min(8, eval.n).")
+
+    def resolved_boundary_k(self) -> int:
+        """The k of the boundary pass@k delta: ``boundary_k``, or min(8, n) when it is 0."""
+        return self.boundary_k or min(8, self.n)
 
 
 @dataclass
@@ -138,6 +144,13 @@ class RunConfig:
             raise ConfigError(
                 f"eval.n = {e.n} is smaller than the largest k in eval.ks ({max(e.ks)}): pass@k needs n >= k. "
                 f"Raise eval.n or drop k > {e.n}."
+            )
+        _check(isinstance(e.boundary_k, int) and e.boundary_k >= 0, "eval.boundary_k", e.boundary_k,
+               "an integer >= 0 (0 = min(8, eval.n))")
+        if e.boundary_k > e.n:
+            raise ConfigError(
+                f"eval.boundary_k = {e.boundary_k} is larger than eval.n = {e.n}: the boundary's pass@k delta "
+                f"needs k <= n samples. Lower eval.boundary_k, raise eval.n, or set eval.boundary_k = 0 (min(8, n))."
             )
         _check(self.steps >= 0, "steps", self.steps, ">= 0")
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")

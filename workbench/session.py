@@ -371,7 +371,8 @@ class Session:
                 p.update(rec)                   # collapse_index (clipped; the heatmap's), _raw, collapse_m
             k_big = max(k for k in res.pass_at_k())
             summary.update(boundary_summary({pid: (r["n"], r["c"]) for pid, r in base.items()},
-                                            {p["problem_id"]: (p["n"], p["c"]) for p in res.problems}, k_big))
+                                            {p["problem_id"]: (p["n"], p["c"]) for p in res.problems}, k_big,
+                                            report_k=self.config.eval.resolved_boundary_k()))
             for p, b in zip(res.problems, base_rows):
                 if b is not None:
                     p["base_c"] = b["c"]

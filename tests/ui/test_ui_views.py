@@ -97,6 +97,14 @@ def test_boundary_figure(fake_store):
     assert rects == [(0.0, 8.5), (8.5, 15.5)] and lines == [8.5]
 
 
+def test_boundary_figure_title_shows_the_pass_at_k_shift_at_the_users_k(fake_store):
+    assert "Δpass@" not in views.boundary_figure(fake_store, RID).layout.title.text   # older summaries: none
+    fake_store.write_evaluation(RID, 16, "policy", "eval",
+                                {"boundary/gained": 1, "boundary/lost": 1, "boundary/kept": 2, "boundary/never": 0,
+                                 "boundary/report_k": 8, "boundary/passk_delta@8": -0.125}, [])
+    assert "Δpass@8 -0.125 at step 16" in views.boundary_figure(fake_store, RID).layout.title.text
+
+
 def test_collapse_heatmap(fake_store):
     m = views.heatmap_matrix(fake_store, RID, "eff_modes")
     assert m["x"] == [0, 5, 10, 15] and m["labels"][0] == "base"

@@ -2,7 +2,8 @@
 
 A problem is *solved* at budget n when at least ``min_c`` of its n samples are correct
 (c ≥ 1 by default).  One success is weak evidence, so the same counts are also reported
-with c ≥ 2, and the per-problem pass@k difference (now − base) at a chosen large k.
+with c ≥ 2, and the per-problem pass@k difference (now − base) at k = n and at the
+user's k (``eval.boundary_k``, 8 by default).
 
 Key naming: ``boundary/<count>`` for min_c = 1 and ``boundary/<count>_c<min_c>`` for any
 other threshold, e.g. ``boundary/gained`` and ``boundary/gained_c2``.
@@ -48,7 +49,7 @@ def passk_delta(base_n, base_c, now_n, now_c, k: int) -> np.ndarray:
 
 
 def boundary_summary(
-    base: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]], k: int
+    base: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]], k: int, report_k: int | None = None
 ) -> dict:
     """Boundary counts and pass@k shift, aligning problems by id ({id: (n, c)}).
 
@@ -57,20 +58,37 @@ def boundary_summary(
       ``boundary/num_problems`` (aligned), ``boundary/num_missing_base`` (in ``now`` only),
       ``boundary/num_missing_now`` (in ``base`` only);
       ``boundary/passk_k`` (= k), ``boundary/passk_delta_mean`` (mean of now − base over
-      problems where k ≤ both n; ``None`` if none) and ``boundary/passk_delta_num_defined``.
+      problems where k ≤ both n; ``None`` if none) and ``boundary/passk_delta_num_defined``;
+      ``boundary/passk_delta@<k>`` (the same mean).
+    At k = n the pass@k delta only restates the solved counts (pass@n is 1 exactly when
+    c ≥ 1), so ``report_k`` (the user's k, e.g. 8) adds ``boundary/passk_delta@<report_k>``
+    and ``boundary/report_k``; the delta at a moderate k also moves when a problem's
+    success changes without crossing c = 0.
     """
     ids = sorted(base.keys() & now.keys())
     arr_base = np.asarray([base[i] for i in ids], dtype=np.int64).reshape(-1, 2)  # [P, 2] = (n, c)
     arr_now = np.asarray([now[i] for i in ids], dtype=np.int64).reshape(-1, 2)  # [P, 2]
-    delta = passk_delta(arr_base[:, 0], arr_base[:, 1], arr_now[:, 0], arr_now[:, 1], k)  # [P]
-    defined = delta[~np.isnan(delta)]
-    return {
+
+    def mean_delta(kk: int) -> tuple[float | None, int]:
+        delta = passk_delta(arr_base[:, 0], arr_base[:, 1], arr_now[:, 0], arr_now[:, 1], kk)  # [P]
+        defined = delta[~np.isnan(delta)]
+        return (float(defined.mean()) if defined.size else None), int(defined.size)
+
+    mean_k, num_k = mean_delta(k)
+    out = {
         **boundary_counts(arr_base[:, 1], arr_now[:, 1], min_c=1),
         **boundary_counts(arr_base[:, 1], arr_now[:, 1], min_c=2),
         "boundary/num_problems": len(ids),
         "boundary/num_missing_base": len(now.keys() - base.keys()),
         "boundary/num_missing_now": len(base.keys() - now.keys()),
         "boundary/passk_k": int(k),
-        "boundary/passk_delta_mean": float(defined.mean()) if defined.size else None,
-        "boundary/passk_delta_num_defined": int(defined.size),
+        "boundary/passk_delta_mean": mean_k,
+        "boundary/passk_delta_num_defined": num_k,
+        f"boundary/passk_delta@{int(k)}": mean_k,
     }
+    if report_k is not None:
+        if report_k < 1:
+            raise ConfigError(f"boundary_summary needs report_k ≥ 1 (got {report_k})")
+        out[f"boundary/passk_delta@{int(report_k)}"] = mean_delta(report_k)[0]
+        out["boundary/report_k"] = int(report_k)
+    return out

@@ -104,7 +104,7 @@ def evaluate_split(probs: np.ndarray, base_probs: np.ndarray, correct: np.ndarra
         r["base_c"] = b["c"]
     summary.update(collapse_summary(rows, base_rows, collapse))
     summary.update(boundary_summary({b["problem_id"]: (b["n"], b["c"]) for b in base_rows},
-                                    {r["problem_id"]: (r["n"], r["c"]) for r in rows}, n))
+                                    {r["problem_id"]: (r["n"], r["c"]) for r in rows}, n, report_k=min(8, n)))
     ids, now, ref = [], [], []
     for i in range(P):
         for m in np.flatnonzero(correct[i]):
