@@ -110,3 +110,33 @@ def test_shared_prefix_forward_equals_the_full_forward(model_tok):
         assert torch.allclose(g_s[n], g_p[n], atol=1e-5, rtol=1e-4), n
     # and both agree with the sampling log-probs
     assert (lp_s - ro.sample_logp)[m].abs().max().item() < 1e-4
+
+
+def test_processed_sampling_records_the_exact_kl_to_the_policy(model_tok):
+    # with a logits processor the rollout keeps KL(sampling dist || policy) per position,
+    # here checked against a teacher-forced forward and the processor's fixed bias
+    model, tok = model_tok
+    V = model.config.vocab_size
+    bias = torch.linspace(-2.0, 2.0, V)
+
+    def proc(history, scores):
+        return scores + bias
+
+    prompts = _prompts(tok) * 2
+    ro = sample(model, prompts, list(range(len(prompts))), max_new_tokens=6, eos_id=tok.eos_token_id,
+                pad_id=tok.pad_token_id, temperature=0.8, processors=[proc])
+    plain = sample(model, prompts, list(range(len(prompts))), max_new_tokens=6, eos_id=tok.eos_token_id,
+                   pad_id=tok.pad_token_id, temperature=0.8)
+    assert plain.sample_kl is None                                           # on-policy: nothing to measure
+    ids = torch.cat([ro.prompt_ids, ro.completion_ids], 1)
+    mask = torch.cat([ro.prompt_mask, ro.completion_mask], 1)
+    T = ro.completion_ids.shape[1]
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask,
+                       position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -(T + 1):-1] / 0.8
+    lp = torch.log_softmax(logits, -1)
+    lq = torch.log_softmax(logits + bias, -1)
+    want = (lq.exp() * (lq - lp)).sum(-1)                                    # [N, T]
+    m = ro.completion_mask.bool()
+    assert (ro.sample_kl[m] - want[m]).abs().max().item() < 1e-4
+    assert ro.sample_kl[m].min().item() > 0 and (ro.sample_kl[~m] == 0).all()

@@ -261,12 +261,14 @@ def test_clip_cov_skips_tokens_the_ppo_clip_already_stops():
     assert edge.selected == 0
 
 
-def test_presets_set_updates_per_batch_and_parameters_override_them():
-    assert build_strategy("kl_cov").optim_overrides == {"updates_per_batch": 2}
-    assert build_strategy("grpo").optim_overrides == {}
-    assert build_strategy("kl_cov", {"optim.updates_per_batch": "3"}).optim_overrides == {"updates_per_batch": 3}
-    assert build_strategy("grpo+kl_cov").optim_overrides == {}                  # a composition is not the preset
-    assert build_strategy("kl_cov").describe()["optim"] == {"updates_per_batch": 2}
+def test_kl_cov_preset_makes_at_least_two_updates_and_parameters_override_it():
+    kl = build_strategy("kl_cov")
+    assert [kl.updates_per_batch(n) for n in (1, 2, 4)] == [2, 2, 4]
+    assert build_strategy("grpo").updates_per_batch(1) == 1
+    assert build_strategy("grpo+kl_cov").updates_per_batch(1) == 1             # a composition is not the preset
+    exact = build_strategy("kl_cov", {"optim.updates_per_batch": "1"})
+    assert exact.optim_overrides == {"updates_per_batch": 1} and exact.updates_per_batch(4) == 1
+    assert kl.describe()["min_updates_per_batch"] == 2
     with pytest.raises(ConfigError, match="can override only optim.updates_per_batch"):
         build_strategy("kl_cov", {"optim.lr": 0.1})
     with pytest.raises(ConfigError, match="expected >= 1"):

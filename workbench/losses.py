@@ -1,7 +1,9 @@
-"""The clipped policy-gradient surrogate every strategy feeds (see STRATEGIES.md).
+"""The clipped policy-gradient surrogate every strategy feeds.
 
 Per token:  l = -min(rho*A, clip(rho, 1-eps_low, 1+eps_high)*A) + beta*KL_k3(pi||pi_ref) - lambda_H*H
 with rho = pi_theta / pi_old, pi_old the distribution the token was sampled from.
+Token calibrations may gate the surrogate per token, replace it by the unclipped -rho*A
+on chosen tokens, and add c_t*|log rho| there (KL-Cov).
 Shapes: N sequences, T generated positions.
 """
 
@@ -58,11 +60,18 @@ def policy_loss(
     entropy_coef: float = 0.0,
     entropy: torch.Tensor | None = None,    # [N, T] full-distribution entropy (with grad)
     token_weight: torch.Tensor | None = None,  # [N, T] per-token gradient gate (e.g. Clip-Cov), 1 = keep
-    extra: torch.Tensor | None = None,         # [N, T] extra per-token loss (e.g. KL-Cov penalty)
+    unclipped: torch.Tensor | None = None,     # [N, T] bool: these tokens take the unclipped -rho*A (KL-Cov)
+    abs_logratio_coef: torch.Tensor | None = None,  # [N, T] c_t of an added c_t*|log pi_theta - log pi_old| (KL-Cov)
+    extra: torch.Tensor | None = None,         # [N, T] any other per-token loss term
 ) -> LossParts:
-    ratio = torch.exp(logp - old_logp)                                    # [N, T]
+    log_ratio = logp - old_logp                                           # [N, T]
+    ratio = torch.exp(log_ratio)                                          # [N, T]
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)           # inf eps = no clipping
     pg_tok = -torch.minimum(ratio * adv, clipped * adv)                   # [N, T]
+    if unclipped is not None:
+        pg_tok = torch.where(unclipped.bool(), -ratio * adv, pg_tok)
+    if abs_logratio_coef is not None:  # d|x|/dx at x = 0 is 0: no gradient while rho == 1
+        pg_tok = pg_tok + abs_logratio_coef * log_ratio.abs()
     if token_weight is not None:
         pg_tok = pg_tok * token_weight
     per_token = pg_tok
@@ -79,3 +88,10 @@ def policy_loss(
     loss = aggregate(per_token, mask, aggregation, max_len)
     pg = aggregate(pg_tok.detach(), mask, aggregation, max_len)
     return LossParts(loss=loss, pg=pg, ratio=ratio.detach())
+
+
+def clip_active(ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float) -> torch.Tensor:
+    """[N, T] bool: tokens whose PPO-clipped branch is the one in force (ratio outside the
+    range on the side where clipping removes the gradient: above 1+eps_high with A > 0,
+    below 1-eps_low with A < 0)."""
+    return ((ratio > 1.0 + eps_high) & (adv > 0)) | ((ratio < 1.0 - eps_low) & (adv < 0))

@@ -41,6 +41,7 @@ class Rollout:
     finished: torch.Tensor         # [N] bool: stopped at EOS (else truncated at max_new_tokens)
     texts: list[str]               # decoded completions, EOS and padding stripped
     group_size: int = 1            # rows come in groups of this many identical prompts
+    sample_kl: torch.Tensor | None = None  # [N, T] KL(sampling dist || policy) per position; None = on-policy
 
     @property
     def num_tokens(self) -> int:
@@ -99,7 +100,8 @@ def sample(
     ``seeds[i]`` fixes row i's uniforms. Stops when every row has produced EOS or after
     ``max_new_tokens``. With ``group_size`` G > 1 the rows come in groups of G identical
     prompts: each prompt is prefilled once and its KV cache repeated G times. With processors, ``sample_logp`` is the log-prob under the
-    adjusted distribution the token was really drawn from (off-policy sampling).
+    adjusted distribution the token was really drawn from (off-policy sampling), and
+    ``sample_kl`` the exact KL(adjusted || policy) over the vocabulary at each position.
     """
     assert len(prompts) == len(seeds), "one seed per row"
     device = next(model.parameters()).device
@@ -129,6 +131,7 @@ def sample(
     tokens = torch.full((N, T), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((N, T), dtype=torch.float32, device=device)
     ents = torch.zeros((N, T), dtype=torch.float32, device=device)
+    kls = torch.zeros((N, T), dtype=torch.float32, device=device) if processors else None
     active = torch.ones(N, dtype=torch.bool, device=device)              # [N] not yet stopped
     gen_mask = torch.zeros((N, T), dtype=torch.long, device=device)
     history = prompt_ids
@@ -140,6 +143,8 @@ def sample(
             for proc in processors:
                 scores = proc(history, scores)
             logp_sample = torch.log_softmax(scores, dim=-1)              # [N, V]
+            kl = (logp_sample.exp() * (logp_sample - logp_policy)).nan_to_num().sum(-1)     # [N]
+            kls[:, t] = kl.clamp(min=0.0) * active                         # >= 0; rounding can dip below
         else:
             logp_sample = logp_policy
         cdf = logp_sample.exp().double().cumsum(-1)                      # [N, V]
@@ -161,6 +166,8 @@ def sample(
 
     width = int(gen_mask.sum(1).max().item()) if N else 0                # trim unused columns
     tokens, logps, ents, gen_mask = tokens[:, :width], logps[:, :width], ents[:, :width], gen_mask[:, :width]
+    if kls is not None:
+        kls = kls[:, :width]
     ents = ents * gen_mask
     finished = ((tokens == eos_id) & gen_mask.bool()).any(-1)
     texts = []
@@ -168,7 +175,7 @@ def sample(
         for row, m in zip(tokens.tolist(), gen_mask.tolist()):
             ids = [tk for tk, keep in zip(row, m) if keep and tk != eos_id]
             texts.append(decode(ids))
-    return Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts, G)
+    return Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts, G, sample_kl=kls)
 
 
 def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from workbench.errors import ConfigError
-from workbench.losses import policy_loss
+from workbench.losses import clip_active, policy_loss
 from workbench.metrics import SuccessHistory, advantage_stats, approx_kl, clip_fractions, group_split, kl_k3
 from workbench.metrics import logprob_advantage_cov
 from workbench.rollout.sampling import row_seed
@@ -33,7 +33,7 @@ from workbench.sim import policy as pol
 from workbench.sim.policy import one_thread as _one_thread
 from workbench.sim.config import SimConfig, build_world
 from workbench.sim.evaluation import evaluate_split
-from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
+from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, TokenShaping, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 
 
@@ -102,6 +102,10 @@ class Simulator:
         loss.update(self.strategy.loss_overrides)
         return loss
 
+    def _updates_per_batch(self) -> int:
+        """Gradient steps per batch (the config's, unless the strategy sets it, e.g. ``kl_cov``)."""
+        return self.strategy.updates_per_batch(self.config.updates_per_batch)
+
     # ------------------------------------------------------------------ training
     def step(self) -> dict:
         """One sampled training step; returns its scalar record."""
@@ -133,8 +137,9 @@ class Simulator:
         ref_logp = pi.base_logp[rows[:, None], modes].reshape(-1, 1)                           # [N, 1]
         mask = torch.ones_like(adv)                                                             # [N, 1]
         loss_cfg = self._loss_settings()
+        updates = self._updates_per_batch()
         clip_stats, losses, token_selected = [], [], 0
-        for u in range(cfg.updates_per_batch):
+        for u in range(updates):
             if u > 0:
                 z = pi.logits(rows)                                                             # [B, M]
                 logp_full = torch.log_softmax(z, -1)
@@ -143,19 +148,19 @@ class Simulator:
             if loss_cfg["entropy_coef"] != 0:
                 h = -(logp_full.exp() * logp_full).sum(-1)                                      # [B]
                 ent = h[:, None].expand(B, G).reshape(-1, 1)                                    # [N, 1]
-            shaping = None
+            shaping = TokenShaping()
             if self.strategy.token:
                 gen = torch.Generator().manual_seed(row_seed(cfg.seed, "token", s, u))
-                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv, mask, gen))
+                clipped = clip_active(torch.exp(logp.detach() - old_logp), adv, loss_cfg["eps_low"], loss_cfg["eps_high"])
+                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv, mask, gen, clipped))
                 token_selected += shaping.selected
             parts = policy_loss(logp, old_logp, adv, mask, eps_low=loss_cfg["eps_low"], eps_high=loss_cfg["eps_high"],
                                 aggregation=loss_cfg["aggregation"], max_len=1, kl_coef=loss_cfg["kl_coef"],
                                 ref_logp=ref_logp, entropy_coef=loss_cfg["entropy_coef"], entropy=ent,
-                                token_weight=shaping.weight if shaping else None,
-                                extra=(shaping.extra_coef * (logp - old_logp).abs())
-                                if shaping is not None and shaping.extra_coef is not None else None)
+                                **shaping.loss_kwargs())
             if cfg.diagnostics:
-                clip_stats.append(clip_fractions(parts.ratio, adv, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
+                ratio = parts.ratio if shaping.unclipped is None else parts.ratio.masked_fill(shaping.unclipped, 1.0)
+                clip_stats.append(clip_fractions(ratio, adv, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
             self._descend(parts.loss, rows, logp_full)
             losses.append(parts.loss.item())
         rec: dict[str, float] = {
@@ -170,7 +175,8 @@ class Simulator:
                 "train/logp_adv_cov": logprob_advantage_cov(old_logp, adv, mask),
                 "train/kl_old": approx_kl(logp.detach(), old_logp, mask),   # before the last update, as the engine
                 "train/kl_ref": approx_kl(ref_logp, old_logp, mask),
-                "train/ratio_mean": 1.0,
+                "train/offpolicy_abs_logratio": 0.0,   # sampled from pi_old itself: exactly on-policy
+                "train/kl_sample_policy": 0.0,
                 "train/parse_error_frac": 0.0,
                 "train/completion_len": 1.0,
             })
@@ -179,7 +185,7 @@ class Simulator:
             for key in clip_stats[0]:
                 rec[key] = sum(cs[key] for cs in clip_stats) / len(clip_stats)
         if self.strategy.token:
-            rec["train/token_calibrated"] = token_selected / cfg.updates_per_batch
+            rec["train/token_calibrated"] = token_selected / updates
         self._samples.append((s, rows.numpy().astype(np.int32), modes.numpy().astype(np.int16),
                               out.advantage.abs().mean(1).numpy(), rewards.mean(1).numpy(),
                               correct.sum(1).numpy()))
@@ -228,7 +234,7 @@ class Simulator:
         first = torch.tensor([1.0, 0.0], dtype=torch.float64)                                  # KL/entropy once per sample
         loss_cfg = self._loss_settings()
         losses = []
-        for _ in range(cfg.updates_per_batch):
+        for _ in range(self._updates_per_batch()):
             z = pi.logits(rows)                                                                 # [R, M]
             logp_full = torch.log_softmax(z, -1)
             logp = logp_full.reshape(R * M, 1).expand(R * M, 2)                                 # [R*M, 2]

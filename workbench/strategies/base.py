@@ -6,7 +6,8 @@ A strategy turns a group batch into advantages, and may shape the loss and the s
     token calibrations (0+)                                                  per token, in the loss
     sampling calibration (0-1)                                               logits processor in rollouts
 
-plus loss overrides (clip ranges, aggregation, entropy coefficient). The trainer calls
+plus loss overrides (clip ranges, aggregation, entropy coefficient) and the number of
+optimiser updates per batch (``updates_per_batch``). The trainer calls
 these hooks and never branches on a strategy's name. Shapes: B prompts, G samples per
 prompt, N = B*G sequences, T generated positions.
 """
@@ -21,7 +22,7 @@ from typing import Any, get_type_hints
 import torch
 
 from workbench.errors import ConfigError, UnknownNameError
-from workbench.strategies.catalog import LOSS_PREFIXES, PIECES, PRESETS, split_composition
+from workbench.strategies.catalog import LOSS_PREFIXES, OPTIM_OVERRIDES, PIECES, PRESETS, split_composition
 
 
 @dataclass
@@ -58,15 +59,22 @@ class TokenBatch:
     adv: torch.Tensor             # per-token advantage
     mask: torch.Tensor            # 1 on valid tokens
     generator: torch.Generator    # seeded per (run, step, update) for random selections
+    clipped: torch.Tensor | None = None  # bool: the PPO clip is in force on this token (ratio outside the range)
 
 
 @dataclass
 class TokenShaping:
-    """A token calibration's effect on the loss: a gradient gate and an extra per-token term."""
+    """A token calibration's effect on the loss: a gradient gate, tokens whose surrogate is
+    the unclipped -rho*A, and a per-token |log rho| penalty."""
 
     weight: torch.Tensor | None = None      # [N, T] multiplies the surrogate (0 = no gradient)
     extra_coef: torch.Tensor | None = None  # [N, T] coefficient c_t of an added c_t * |log pi - log pi_old|
+    unclipped: torch.Tensor | None = None   # [N, T] bool: these tokens take -rho*A instead of the clipped surrogate
     selected: int = 0                       # tokens affected (logged)
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``workbench.losses.policy_loss`` that apply this shaping."""
+        return {"token_weight": self.weight, "unclipped": self.unclipped, "abs_logratio_coef": self.extra_coef}
 
 
 @dataclass
@@ -115,6 +123,8 @@ class Strategy:
     token: list[tuple[Piece, Any]] = field(default_factory=list)
     sampling: tuple[Piece, Any] | None = None
     loss_overrides: dict[str, Any] = field(default_factory=dict)
+    optim_overrides: dict[str, Any] = field(default_factory=dict)   # set by parameters: {"updates_per_batch": 4}
+    min_updates_per_batch: int = 1                                  # a preset's floor (kl_cov: 2)
     params: dict[str, Any] = field(default_factory=dict)   # the dotted parameters it was built with
     state: dict[str, Any] = field(default_factory=dict)    # per-piece state objects
 
@@ -129,7 +139,7 @@ class Strategy:
         return Advantages(reward=rewards, advantage=adv)
 
     def shape_tokens(self, tokens: TokenBatch) -> TokenShaping:
-        """Combine the token calibrations (gates multiply, penalties add)."""
+        """Combine the token calibrations (gates multiply, penalties add, unclipped sets unite)."""
         out = TokenShaping()
         for piece, p in self.token:
             s = piece.fn(tokens, p)
@@ -137,6 +147,8 @@ class Strategy:
                 out.weight = s.weight if out.weight is None else out.weight * s.weight
             if s.extra_coef is not None:
                 out.extra_coef = s.extra_coef if out.extra_coef is None else out.extra_coef + s.extra_coef
+            if s.unclipped is not None:
+                out.unclipped = s.unclipped if out.unclipped is None else out.unclipped | s.unclipped
             out.selected += s.selected
         return out
 
@@ -158,7 +170,15 @@ class Strategy:
                   *([self.sampling] if self.sampling else [])]
         return {"name": self.name, "pieces": [pc.name for pc, _ in pieces],
                 "params": {pc.name: _jsonable(dataclasses.asdict(p)) for pc, p in pieces if dataclasses.fields(p)},
-                "loss": _jsonable(dict(self.loss_overrides))}
+                "loss": _jsonable(dict(self.loss_overrides)), "optim": dict(self.optim_overrides),
+                "min_updates_per_batch": self.min_updates_per_batch}
+
+    def updates_per_batch(self, configured: int) -> int:
+        """Optimiser updates on each batch: ``optim.updates_per_batch`` among the strategy's
+        parameters if given, else the run's configured value raised to the preset's floor."""
+        if "updates_per_batch" in self.optim_overrides:
+            return int(self.optim_overrides["updates_per_batch"])
+        return max(int(configured), self.min_updates_per_batch)
 
 
 def _jsonable(d: dict) -> dict:
@@ -170,12 +190,14 @@ def _jsonable(d: dict) -> dict:
 def build_strategy(spec: str, params: dict[str, Any] | None = None) -> Strategy:
     """A preset name or a '+'-joined composition of piece names, with dotted parameters
     ``{"piece.param": value}`` (and ``{"loss.eps_high": 0.28}`` or ``clip.eps_high`` for
-    loss overrides)."""
+    loss overrides, ``{"optim.updates_per_batch": 4}`` for the updates per batch). A preset's
+    loss overrides replace the run's config values; parameters given here replace both."""
     from workbench.config import LossConfig, parse_value
 
     params = dict(params or {})
     spec = spec.strip()
     loss: dict[str, Any] = dict(PRESETS[spec]["loss"]) if spec in PRESETS else {}
+    optim: dict[str, Any] = {}
     names = split_composition(spec)
     unknown = [n for n in names if n not in PIECES]
     if unknown or not names:
@@ -194,11 +216,22 @@ def build_strategy(spec: str, params: dict[str, Any] | None = None) -> Strategy:
                                   f"valid: {', '.join(f'loss.{f}' for f in loss_hints)}")
             loss[pname] = parse_value(value, loss_hints[pname], key)
             continue
+        if piece == "optim":
+            if pname not in OPTIM_OVERRIDES:
+                raise ConfigError(f"strategy parameter {key!r}: a strategy can override only "
+                                  f"{', '.join(f'optim.{f}' for f in OPTIM_OVERRIDES)}; set other optimiser "
+                                  f"fields in the run's config ({key}=... outside the strategy)")
+            optim[pname] = parse_value(value, OPTIM_OVERRIDES[pname], key)
+            if pname == "updates_per_batch" and optim[pname] < 1:
+                raise ConfigError(f"strategy parameter {key!r} = {optim[pname]} is not allowed: expected >= 1")
+            continue
         if piece not in names:
             raise ConfigError(f"strategy parameter {key!r}: piece {piece!r} is not part of {spec!r} "
-                              f"(its pieces: {', '.join(names)}; loss overrides go as 'loss.<field>')")
+                              f"(its pieces: {', '.join(names)}; loss overrides go as 'loss.<field>', "
+                              f"optimiser overrides as 'optim.updates_per_batch')")
         by_piece.setdefault(piece, {})[pname] = value
-    strat = Strategy(name=spec, loss_overrides=loss, params=params)
+    strat = Strategy(name=spec, loss_overrides=loss, optim_overrides=optim, params=params,
+                     min_updates_per_batch=int(PRESETS[spec]["min_updates_per_batch"]) if spec in PRESETS else 1)
     for n in names:
         piece = REGISTRY[n]
         p = _make_params(piece, by_piece.get(n, {}))

@@ -98,6 +98,8 @@ class ClipCovParams:
 class KlCovParams:
     ratio: float = _p(2e-4, "Fraction r of the batch's tokens (top by covariance) penalised (at least one).")
     coef: float = _p(1.0, "k: weight of |log pi_theta - log pi_old| on the selected tokens.")
+    clip_others: bool = _p(False, "Keep the PPO-clipped surrogate on the tokens not selected (the authors' code "
+                                  "uses the unclipped one on every token).")
 
     def validate(self) -> None:
         _need(0 < self.ratio <= 1, "kl_cov", "ratio", self.ratio, "in (0, 1]")
@@ -166,8 +168,9 @@ PIECES: dict[str, PieceSpec] = {
 PRESETS: dict[str, dict[str, Any]] = {}
 
 
-def _preset(name: str, composition: str, doc: str, **loss: Any) -> None:
-    PRESETS[name] = {"composition": composition, "loss": loss, "doc": doc}
+def _preset(name: str, composition: str, doc: str, min_updates: int = 1, **loss: Any) -> None:
+    """``min_updates``: the preset makes at least this many optimiser updates per batch."""
+    PRESETS[name] = {"composition": composition, "loss": loss, "min_updates_per_batch": min_updates, "doc": doc}
 
 
 _preset("grpo", "grpo", "Group-normalised advantages (Shao et al. 2024).")
@@ -190,10 +193,14 @@ _preset("entropy_min", "entropy_min+grpo", "EM-RL: reward = negative mean token 
 _preset("em_ft", "zero", "EM-FT: minimise token entropy on own samples, no reward.", entropy_coef=-0.01)
 _preset("clip_higher", "grpo", "DAPO's clip-higher: eps_high = 0.28.", eps_high=0.28)
 _preset("clip_cov", "grpo+clip_cov", "Clip-Cov (Cui et al. 2025).")
-_preset("kl_cov", "grpo+kl_cov", "KL-Cov (Cui et al. 2025).")
+_preset("kl_cov", "grpo+kl_cov", "KL-Cov (Cui et al. 2025); at least two updates per batch, since the penalty "
+        "has no gradient while the ratio is 1.", min_updates=2)
 
 #: Parameter namespaces for loss overrides: ``loss.eps_high`` and ``clip.eps_high`` alike.
 LOSS_PREFIXES = ("loss", "clip")
+
+#: Optimiser fields a strategy's parameters may set (``optim.updates_per_batch=4``), with their types.
+OPTIM_OVERRIDES: dict[str, type] = {"updates_per_batch": int}
 
 
 def split_composition(spec: str) -> list[str]:
@@ -218,7 +225,8 @@ def catalog() -> dict[str, Any]:
 
     return {
         "presets": {n: {"composition": p["composition"], "loss": {k: clean(v) for k, v in p["loss"].items()},
-                        "doc": p["doc"]} for n, p in PRESETS.items()},
+                        "min_updates_per_batch": p["min_updates_per_batch"], "doc": p["doc"]}
+                    for n, p in PRESETS.items()},
         "pieces": {n: {"kind": s.kind, "summary": s.summary,
                        "params": {k: {**v, "default": clean(v["default"])} for k, v in describe_params(n).items()}}
                    for n, s in PIECES.items()},

@@ -23,7 +23,7 @@ from collections import deque
 import torch
 from torch import nn
 
-from workbench.rollout.sampling import Rollout, left_pad
+from workbench.rollout.sampling import Rollout
 from workbench.strategies.base import register
 
 
@@ -118,17 +118,34 @@ class MemorySampler:
         self.sampling_seconds = 0.0
         return out
 
+    def completion_logprobs(self, batch: list[tuple[list[int], list[int]]]):
+        """The memory's next-token log-probs as training sees them, at the positions that
+        predict each completion token of (prompt, completion) pairs:
+        (log pi_m [n, C, V], target ids [n, C], mask [n, C]), C the longest completion."""
+        # Right padding: every row starts at position 0 from the zero state and its padding
+        # comes after its last token, so no padding ever drives the recurrent state -- the
+        # state the sampler's processor builds (zero held through left padding).
+        seqs = [p + c for p, c in batch]
+        n, L = len(seqs), max(len(q) for q in seqs)
+        ids = torch.full((n, L), self.pad_id, dtype=torch.long)                     # [n, L]
+        for i, q in enumerate(seqs):
+            ids[i, : len(q)] = torch.as_tensor(q, dtype=torch.long)
+        C = max(len(c) for _, c in batch)
+        pos = torch.tensor([[len(p) - 1 + j for j in range(C)] for p, _ in batch])  # [n, C] predicting position
+        tmask = torch.tensor([[j < len(c) and len(p) - 1 + j >= 0 for j in range(C)] for p, c in batch])
+        pos = pos.clamp(0, max(L - 2, 0))
+        ids, pos, tmask = ids.to(self.device), pos.to(self.device), tmask.to(self.device)
+        logits, _ = self.model(ids[:, :-1])                                         # [n, L-1, V]
+        logp_all = torch.log_softmax(logits.float(), -1)                            # [n, L-1, V]
+        logp_all = logp_all.gather(1, pos[..., None].expand(n, C, logp_all.shape[-1]))   # [n, C, V]
+        targets = ids.gather(1, (pos + 1).clamp(max=L - 1))                         # [n, C]
+        return logp_all, targets, tmask
+
     def _train_step(self) -> float:
         batch = self.rng.sample(list(self.buffer), min(self.params.batch, len(self.buffer)))
-        seqs = [p + c for p, c in batch]
-        ids, mask = left_pad(seqs, self.pad_id)                                     # [n, L]
-        target_mask = torch.zeros_like(mask)
-        for i, (p, c) in enumerate(batch):                                          # loss on completion tokens only
-            target_mask[i, ids.shape[1] - len(c) :] = 1
-        ids, target_mask = ids.to(self.device), target_mask.to(self.device)
-        logits, _ = self.model(ids[:, :-1])                                         # [n, L-1, V]
-        logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        m = target_mask[:, 1:].float()
+        logp_all, targets, tmask = self.completion_logprobs(batch)                  # loss on completion tokens only
+        logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)                  # [n, C]
+        m = tmask.float()
         loss = -(logp * m).sum() / m.sum().clamp(min=1)
         self.opt.zero_grad()
         loss.backward()
