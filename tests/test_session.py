@@ -59,8 +59,14 @@ def test_three_steps_train_the_adapter_and_store_every_metric(tmp_path):
     policy = [e for e in evs if e["label"] == "policy" and e["split"] == "eval"][0]["summary"]
     for key in ["eval/pass@1", "eval/pass@8", "eval/mean_entropy", "eval/frac_unsolved", "collapse/mean_index",
                 "boundary/gained", "boundary/lost", "boundary/kept", "boundary/never", "boundary/gained_c2",
-                "sharpen/rate", "sharpen/mass_now", "sharpen/mass_ref"]:
+                "sharpen/rate", "sharpen/mass_now", "sharpen/mass_ref", "collapse/matched_m_mean",
+                "boundary/passk_delta@8", "boundary/report_k"]:
         assert key in policy, key
+    assert policy["boundary/report_k"] == 8
+    rows = store.eval_problems(sess.run_id, [e for e in evs if e["label"] == "policy"][0]["eval_id"])
+    for r in rows:   # the matched sample size beside every per-problem collapse index
+        assert {"collapse_index", "collapse_m"} <= set(r)
+        assert (r["collapse_m"] is None) == (min(r["c"], r["base_c"]) < 2)
     assert store.bank(sess.run_id), "the base model's correct modes are banked"
     kinds = [e["kind"] for e in store.events(sess.run_id)]
     assert kinds.count("checkpoint") == 2 and "strategy" in kinds      # steps 2 and 3 (the end)

@@ -187,6 +187,11 @@ def _eval_line(summary: dict[str, float]) -> str:
     parts.append(f"entropy {summary.get('eval/mean_entropy', float('nan')):.3f}")
     if "boundary/gained" in summary:
         parts.append(f"boundary +{summary['boundary/gained']:.0f}/-{summary['boundary/lost']:.0f}")
+    k = summary.get("boundary/report_k")
+    if k is not None and f"boundary/passk_delta@{int(k)}" in summary:
+        parts.append(f"Δpass@{int(k)} {summary[f'boundary/passk_delta@{int(k)}']:+.3f}")
+    if "collapse/mean_index" in summary:
+        parts.append(f"collapse {summary['collapse/mean_index']:.2f} (m {summary.get('collapse/matched_m_mean', float('nan')):.1f})")
     return ", ".join(parts)
 
 
