@@ -176,3 +176,68 @@ def test_verifier_that_raises_names_the_problem(tmp_path, monkeypatch):
     with pytest.raises(VerifierError, match=r"my_verifier:check.*q\d+.*verifier bug"):
         sess.step()
     assert RunStore(tmp_path / "runs").last_step(sess.run_id) == -1
+
+
+def _spy_losses(monkeypatch) -> list[dict]:
+    """Record the ratio, the mask and the log-probs each update's loss is computed from."""
+    import workbench.session as mod
+
+    real, seen = mod.policy_loss, []
+
+    def spy(logp, old_logp, adv, mask, **kw):
+        parts = real(logp, old_logp, adv, mask, **kw)
+        seen.append({"ratio": parts.ratio, "mask": mask.bool(), "old": old_logp})
+        return parts
+
+    monkeypatch.setattr(mod, "policy_loss", spy)
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["grpo", "clip_cov"])
+def test_first_update_is_exactly_on_policy(tmp_path, monkeypatch, strategy):
+    # pi_old is the training forward itself: the ratio is 1 bit for bit on update 1, so no
+    # token is clipped and selections keyed on the ratio see no rounding noise.
+    seen = _spy_losses(monkeypatch)
+    sess = make(tmp_path, steps=1, strategy=strategy, **{"eval.every": 0, "checkpoint_every": 0,
+                                                         "optim.updates_per_batch": 1})
+    rec = sess.step()
+    first = seen[0]
+    assert torch.equal(first["ratio"][first["mask"]], torch.ones(int(first["mask"].sum())))
+    assert rec["train/clip_frac"] == 0.0
+    assert rec["train/offpolicy_abs_logratio"] == 0.0 and rec["train/kl_sample_policy"] == 0.0
+    assert "train/ratio_mean" not in rec
+
+
+def test_second_update_uses_the_first_updates_pi_old(tmp_path, monkeypatch):
+    seen = _spy_losses(monkeypatch)
+    sess = make(tmp_path, steps=1, **{"eval.every": 0, "checkpoint_every": 0, "optim.updates_per_batch": 2})
+    sess.step()
+    assert len(seen) == 2 and seen[1]["old"] is seen[0]["old"]
+    m = seen[1]["mask"]
+    assert not torch.equal(seen[1]["ratio"][m], torch.ones(int(m.sum())))     # the policy moved in between
+
+
+def test_kl_cov_preset_updates_at_least_twice_per_batch(tmp_path, monkeypatch):
+    # the |log rho| penalty has no gradient while rho == 1, so the preset needs a second update
+    seen = _spy_losses(monkeypatch)
+    sess = make(tmp_path, steps=1, strategy="kl_cov", **{"eval.every": 0, "checkpoint_every": 0,
+                                                         "optim.updates_per_batch": 1})
+    rec = sess.step()
+    assert len(seen) == 2 and rec["train/token_calibrated"] >= 1
+    m = seen[1]["mask"]
+    assert not torch.equal(seen[1]["ratio"][m], torch.ones(int(m.sum())))     # the penalty acts on update 2
+
+
+def test_dlc_sampling_reports_how_off_policy_it_is(tmp_path, monkeypatch):
+    # DLC samples from pi_theta / pi_m^mu: pi_old is the sampler's distribution, and once the
+    # memory has trained the samples are measurably off-policy
+    seen = _spy_losses(monkeypatch)
+    sess = make(tmp_path, steps=2, strategy="iac_dlc", **{"eval.every": 0, "checkpoint_every": 0,
+                                                          "optim.updates_per_batch": 1,
+                                                          "strategy_params": {"memory.mu": 1.0, "memory.steps": 20}})
+    first, second = sess.step(), sess.step()
+    assert first["train/kl_sample_policy"] < 1e-6                            # an untrained memory is uniform
+    assert second["train/kl_sample_policy"] > 1e-3 and second["train/offpolicy_abs_logratio"] > 1e-3
+    m = seen[1]["mask"]
+    abs_logratio = float(seen[1]["ratio"][m].log().abs().mean())
+    assert second["train/offpolicy_abs_logratio"] == pytest.approx(abs_logratio, rel=1e-4)

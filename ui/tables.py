@@ -58,6 +58,8 @@ def events_table(store: Any, run_id: str | None, limit: int = 50) -> list[list[A
             params = {k: v for k, v in (p.get("params") or {}).items()}
             what = f"{p.get('name')} ({'+'.join(p.get('pieces') or [])})" + (f" {params}" if params else "")
             what += f" loss {p['loss']}" if p.get("loss") else ""
+            what += f" optim {p['optim']}" if p.get("optim") else ""
+            what += f" updates/batch >= {p['min_updates_per_batch']}" if p.get("min_updates_per_batch", 1) > 1 else ""
             what += f" — in force from step {ev['step'] + 1}"
         elif ev["kind"] == "error":
             what = str(p.get("message", p))

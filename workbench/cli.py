@@ -320,7 +320,9 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     print("Presets (--strategy NAME):")
     for name, p in cat["presets"].items():
         loss = ", ".join(f"{k}={v}" for k, v in p["loss"].items())
-        print(f"  {name:<24} {p['composition']:<30} {p['doc']}" + (f" [loss: {loss}]" if loss else ""))
+        floor = p["min_updates_per_batch"]
+        print(f"  {name:<24} {p['composition']:<30} {p['doc']}" + (f" [loss: {loss}]" if loss else "")
+              + (f" [updates per batch >= {floor}]" if floor > 1 else ""))
     print("\nPieces (compose with '+', e.g. --strategy grpo+negative_only; set with --set PIECE.PARAM=VALUE):")
     for kind in ("reward", "estimator", "calibration", "token", "sampling"):
         print(f"  {kind}:")
@@ -330,7 +332,8 @@ def cmd_strategies(args: argparse.Namespace) -> int:
             print(f"    {name:<20} {piece['summary']}")
             for pname, spec in piece["params"].items():
                 print(f"      {name}.{pname} = {spec['default']!r:<10} {spec['help']}")
-    print("\nLoss overrides: --set loss.FIELD=VALUE (or clip.eps_low / clip.eps_high), e.g. --set clip.eps_high=0.28")
+    print("\nLoss overrides: --set loss.FIELD=VALUE (or clip.eps_low / clip.eps_high), e.g. --set clip.eps_high=0.28;"
+          " updates per batch: --set optim.updates_per_batch=N")
     return 0
 
 
