@@ -114,6 +114,9 @@ class RunConfig:
     checkpoint_every: int = _f(10, "Write a checkpoint every N steps (0 = only at the end).")
     workspace: str = _f("runs", "Run store folder.")
     name: str = _f("", "A short name for the run (part of its id).")
+    report_to: str = _f("none", "Also mirror the per-step scalars and evaluations to these trackers: a "
+                                 "comma-separated list of trackio, tensorboard, wandb; all (every "
+                                 "installed one) or none. The run store stays the source of truth.")
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> "RunConfig":
@@ -156,6 +159,9 @@ class RunConfig:
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
         _check(self.model.chat_template in ("auto", "on", "off"), "model.chat_template", self.model.chat_template, "auto, on or off")
         _check(self.model.dtype in ("auto", "float32", "bfloat16", "float16"), "model.dtype", self.model.dtype, "auto, float32, bfloat16 or float16")
+        from workbench.trackers import check_report_to
+
+        check_report_to(self.report_to)    # unknown names and missing packages, before anything starts
         return self
 
     # ---------------------------------------------------------------- (de)serialisation

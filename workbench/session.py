@@ -47,6 +47,7 @@ from workbench.store import RunStore
 from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.tasks import get_task
+from workbench.trackers import Mirror, parse_report_to
 
 #: Commands a session understands (sent through the store by any process).
 COMMANDS = ("pause", "resume", "stop", "step", "evaluate", "checkpoint", "set_strategy")
@@ -111,6 +112,9 @@ class Session:
             self.run_id = _run_id
         # e.g. a custom verifier call past its time limit: an event at the current step
         self.task.on_event = lambda kind, payload: self.store.add_event(self.run_id, self.step_count, kind, payload)
+        # report_to: a copy of every step's scalars and evaluation summary for trackio/tensorboard/wandb
+        self.trackers = Mirror(parse_report_to(cfg.report_to), self.run_id, self.resolved_config(), self.store.root,
+                               on_event=self.task.on_event)
 
     # ------------------------------------------------------------------ public API
     def resolved_config(self) -> dict:
@@ -182,6 +186,7 @@ class Session:
             self.store.set_status(self.run_id, "failed")
             raise
         self.store.set_status(self.run_id, "stopped" if self.stopped else "finished")
+        self.trackers.close()      # deliver what the trackers buffer; a later write reopens them
 
     def step(self, _commands: bool = True) -> dict:
         """One training step; returns its scalar record (also written to the store)."""
@@ -322,6 +327,7 @@ class Session:
         scalars["time/metrics"] = t_metrics - t_update - dlc_stats.get("time/dlc_train", 0.0)
         scalars["time/step"] = t_metrics - t_start
         self.store.write_step(self.run_id, s, scalars, problem_rows, samples)
+        self.trackers.log_step(s, scalars)
         self.step_count = s
 
         every, ck_every = cfg.eval.every, cfg.checkpoint_every
@@ -349,6 +355,7 @@ class Session:
                 summary["sharpen/num_banked"] = float(len(bank))
             self.store.write_bank(self.run_id, [{**b, "problem_id": f"{split}:{b['problem_id']}"} for b in bank])
             self.store.write_evaluation(self.run_id, 0, "base", split, summary, res.problems, res.samples)
+            self.trackers.log_evaluation(0, "base", split, summary)
         if todo:
             self.store.add_event(self.run_id, 0, "evaluation", {"label": "base"})
 
@@ -390,6 +397,7 @@ class Session:
                         p["bank_logratios"] = per_pid[p["problem_id"]]
             summary = {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}
             self.store.write_evaluation(self.run_id, self.step_count, "policy", split, summary, res.problems, res.samples)
+            self.trackers.log_evaluation(self.step_count, "policy", split, summary)
             prefix = "" if split == "eval" else f"{split}/"
             merged.update({prefix + k: v for k, v in summary.items()})
         self.store.add_event(self.run_id, self.step_count, "evaluation", {"label": "policy"})
