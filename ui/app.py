@@ -53,6 +53,24 @@ JS = """
 """
 
 
+#: The tabs, by id (also the URL's ?tab= values).
+TAB_IDS = ("runs", "live", "compare")
+
+def url_js(key: str, value: str | None = None) -> str:
+    """JS keeping ``?key=`` of the page's URL in step with a component's value (or with the
+    constant ``value``): history.replaceState, so no reload and no new history entry."""
+    arg, x = ("v", "v") if value is None else ("", json.dumps(value))
+    # until the page has read its URL (window.wbUrlRead, set after the load event), events
+    # fired by the initial render must not rewrite it
+    return (f"({arg}) => {{ if (!window.wbUrlRead) return; const x = {x}; const u = new URL(window.location.href); "
+            f"if (x) {{ u.searchParams.set('{key}', String(x)); }} else {{ u.searchParams.delete('{key}'); }} "
+            "window.history.replaceState(null, '', u.toString()); }")
+
+
+#: Element ids that differ from "<panel>-plot" (the heatmap's is hooked by JS above).
+PLOT_IDS = {"heatmap": "collapse-heatmap"}
+
+
 def _warn(exc: Exception) -> str:
     gr.Warning(str(exc))
     return f"⚠️ {exc}"
@@ -88,7 +106,7 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
 
         with gr.Tabs(selected="live") as tabs:
             # ------------------------------------------------------------------ Runs
-            with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
+            with gr.Tab("Runs", id="runs", elem_id="tab-runs") as tab_runs:
                 runs_df = gr.Dataframe(value=ctl.runs_rows(), headers=tables.RUN_COLUMNS, interactive=False, wrap=True,
                                        label="Runs in the store (click a row to select it)", elem_id="runs-table",
                                        max_height=320)
@@ -139,49 +157,63 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                                                elem_id="commands-table", max_height=300)
 
             # ------------------------------------------------------------------ Live
-            with gr.Tab("Live", id="live", elem_id="tab-live"):
-                with gr.Accordion("Switch strategy (takes effect at the next step boundary)", open=True):
+            with gr.Tab("Live", id="live", elem_id="tab-live") as tab_live:
+                with gr.Accordion("Switch strategy", open=False, elem_id="switch-panel"):
                     with gr.Row():
                         s_strategy = gr.Dropdown(choices=strategies, value="bbg", allow_custom_value=True,
                                                  label="New strategy", scale=2, elem_id="switch-strategy")
                         s_text = gr.Textbox(label="or parameters as KEY=VALUE (e.g. bbg.k=8)", scale=2,
                                             elem_id="switch-text")
-                        b_switch = gr.Button("Apply switch", variant="primary", scale=1, elem_id="btn-switch")
+                        s_when = gr.Radio([("at the next step boundary", "next"), ("after step N", "at")],
+                                          value="next", label="When", scale=2, elem_id="switch-when")
+                        s_at = gr.Number(value=None, precision=0, minimum=0, label="step N", scale=1, min_width=90,
+                                         elem_id="switch-at")
+                        b_switch = gr.Button("Apply switch…", variant="primary", scale=1, elem_id="btn-switch")
+                    with gr.Group(visible=False, elem_id="switch-confirm") as s_confirm:
+                        s_question = gr.Markdown("", elem_id="switch-question")
+                        with gr.Row():
+                            b_confirm = gr.Button("Confirm switch", variant="primary", size="sm",
+                                                  elem_id="btn-switch-confirm")
+                            b_cancel = gr.Button("Cancel", size="sm", elem_id="btn-switch-cancel")
                     s_doc = gr.Markdown(forms.strategy_doc("bbg"))
                     s_params = gr.Dataframe(value=forms.param_rows("bbg"), headers=forms.PARAM_COLUMNS, type="array",
                                             interactive=True, label="Parameters (edit 'value')", wrap=True,
                                             elem_id="switch-params", max_height=240)
                     switch_msg = gr.Markdown("", elem_id="switch-msg")
-                with gr.Row():
-                    p_reward = gr.Plot(show_label=False, elem_id="reward-plot")
-                    p_entropy = gr.Plot(show_label=False, elem_id="entropy-plot")
+                comp: dict[str, Any] = {}
+
+                def plots(row: str) -> None:
+                    with gr.Row():
+                        for name in live.figure_rows()[row]:
+                            comp[name] = gr.Plot(show_label=False, elem_id=PLOT_IDS.get(name, f"{name}-plot"))
+
+                plots("steps")
                 with gr.Row():
                     split = gr.Radio(["eval", "seen"], value="eval", label="Evaluation split", scale=1,
                                      elem_id="split")
                     passk_steps = gr.CheckboxGroup([], value=[], label="Pass@k at steps (none = automatic)", scale=3,
                                                    elem_id="passk-steps")
-                with gr.Row():
-                    p_passk = gr.Plot(show_label=False, elem_id="passk-plot")
-                    p_boundary = gr.Plot(show_label=False, elem_id="boundary-plot")
+                plots("evals")
                 color = gr.Radio([("effective number of modes", "eff_modes"), ("collapse index", "collapse_index")],
                                  value="eff_modes", label="Heatmap colour", elem_id="heatmap-color")
-                p_heatmap = gr.Plot(show_label=False, elem_id="collapse-heatmap")
+                plots("heatmap")
                 clicked = gr.Textbox(visible="hidden", elem_id="clicked-problem")
                 gr.Markdown("#### Problem drill-down — click a row of the heatmap, or pick a problem")
                 with gr.Row():
                     problem = gr.Dropdown(choices=[], value=None, label="Problem", allow_custom_value=True, scale=1,
                                           elem_id="problem-select")
-                    detail_md = gr.Markdown("", elem_id="problem-summary")
+                    comp["summary"] = gr.Markdown("", elem_id="problem-summary")
                 with gr.Row():
-                    p_modes = gr.Plot(show_label=False, elem_id="modes-plot")
-                    p_bank = gr.Plot(show_label=False, elem_id="bank-plot")
-                samples_df = gr.Dataframe(headers=SAMPLE_COLUMNS, interactive=False, wrap=True,
-                                          label="Sample completions (base model and the last evaluation points)",
-                                          elem_id="samples-table", max_height=300)
-                p_diag = gr.Plot(show_label=False, elem_id="diagnostics-plot")
+                    comp["modes"] = gr.Plot(show_label=False, elem_id="modes-plot")
+                    comp["bank"] = gr.Plot(show_label=False, elem_id="bank-plot")
+                comp["samples"] = gr.Dataframe(headers=SAMPLE_COLUMNS, interactive=False, wrap=True,
+                                               label="Sample completions (base model and the last evaluation points)",
+                                               elem_id="samples-table", max_height=300)
+                plots("diagnostics")
+                comp["events"], comp["commands"] = events_df, commands_df
 
             # ------------------------------------------------------------------ Compare
-            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tab_compare:
                 with gr.Row():
                     cmp_select = gr.Dropdown(choices=initial_runs, value=initial_runs[:2], multiselect=True,
                                              label="Runs to overlay", scale=4, elem_id="compare-select")
@@ -193,13 +225,14 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                     c_passk = gr.Plot(show_label=False, elem_id="compare-passk")
                     c_boundary = gr.Plot(show_label=False, elem_id="compare-boundary")
 
+        tab_objs = {"runs": tab_runs, "live": tab_live, "compare": tab_compare}
         timer = gr.Timer(poll_seconds)
         runs_timer = gr.Timer(RUNS_POLL_SECONDS)
         runs_token = gr.State(None)
 
         # ------------------------------------------------------------------ live refresh
-        live_outputs = [status_md, p_reward, p_entropy, p_diag, p_passk, p_boundary, p_heatmap, passk_steps, problem,
-                        detail_md, p_modes, p_bank, samples_df, events_df, commands_df, seen]
+        panel_outputs = live.outputs()          # (panel, component) in registry order
+        live_outputs = [status_md, *(comp[c] for _, c in panel_outputs), passk_steps, problem, seen]
 
         def poll(run_id, seen_keys, steps, color_mode, split_name, problem_id, force=False):
             opts = live.Options(tuple(sorted(int(s) for s in steps or [])), color_mode or "eff_modes",
@@ -207,14 +240,11 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             res = ctl.poll(run_id, seen_keys, opts, force=force)
             changed = res["changed"]
             out: list[Any] = [res["status"] if res["status"] is not None else gr.skip()]
-            for name in ("reward", "entropy", "diagnostics", "passk", "boundary", "heatmap"):
-                out.append(changed[name] if name in changed else gr.skip())
+            for name, c in panel_outputs:
+                value = changed.get(name, gr.skip())
+                out.append(value[c] if live.PANELS[name].outputs and name in changed else value)
             out.append(gr.update(choices=res["passk_steps"]) if res["passk_steps"] is not None else gr.skip())
             out.append(gr.update(choices=res["problems"]) if res["problems"] is not None else gr.skip())
-            d = changed.get("detail")
-            out += [d["summary"], d["modes"], d["bank"], d["samples"]] if d else [gr.skip()] * 4
-            t = changed.get("tables")
-            out += [t["events"], t["commands"]] if t else [gr.skip()] * 2
             out.append(res["seen"])
             return out
 
@@ -226,6 +256,22 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                           api_visibility="private")
         demo.load(lambda *a: poll(*a, force=True), poll_inputs, live_outputs, show_progress="hidden",
                   api_visibility="private")
+
+        # ------------------------------------------------------------------ the page's URL
+        # ?run=ID&tab=NAME: a reload (or a shared link) shows the same run and tab; without
+        # a run in the URL the most recent run is selected.
+        def from_url(request: gr.Request):
+            q = dict(request.query_params) if request is not None else {}
+            ids = ctl.run_ids()
+            rid = q.get("run") if q.get("run") in ids else (ids[0] if ids else None)
+            tab = q.get("tab")
+            return gr.update(choices=ids, value=rid), gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
+
+        demo.load(from_url, None, [run_select, tabs], show_progress="hidden", api_visibility="private").then(
+            None, None, None, js="() => { window.wbUrlRead = true; }")
+        run_select.change(None, run_select, None, js=url_js("run"), api_visibility="private")
+        for tab_id, tab in tab_objs.items():
+            tab.select(None, None, None, js=url_js("tab", tab_id), api_visibility="private")
 
         def on_click(value):
             pid = (value or "").split("|", 1)[0]
@@ -290,14 +336,26 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                           (b_ckpt, "checkpoint"), (b_stop, "stop")):
             btn.click(command(kind), [run_select, step_n], [control_msg], api_visibility="private")
 
-        def on_switch(run_id, strategy, rows, text):
+        def ask_switch(run_id, strategy, rows, text, when, at):
+            """Validate, then ask for confirmation (nothing is sent yet)."""
             try:
-                _, msg = ctl.switch(run_id, strategy, rows, text)
+                question = ctl.switch_question(run_id, strategy, rows, text, at if when == "at" else None)
             except forms.FormError as exc:
-                return _warn(exc)
-            return msg
+                return _warn(exc), gr.update(visible=False), ""
+            return "", gr.update(visible=True), question
 
-        b_switch.click(on_switch, [run_select, s_strategy, s_params, s_text], [switch_msg], api_visibility="private")
+        def do_switch(run_id, strategy, rows, text, when, at):
+            try:
+                _, msg = ctl.switch(run_id, strategy, rows, text, at if when == "at" else None)
+            except forms.FormError as exc:
+                return _warn(exc), gr.update(visible=False)
+            return msg, gr.update(visible=False)
+
+        switch_inputs = [run_select, s_strategy, s_params, s_text, s_when, s_at]
+        b_switch.click(ask_switch, switch_inputs, [switch_msg, s_confirm, s_question], api_visibility="private")
+        b_confirm.click(do_switch, switch_inputs, [switch_msg, s_confirm], api_visibility="private")
+        b_cancel.click(lambda: ("switch cancelled", gr.update(visible=False)), None, [switch_msg, s_confirm],
+                       api_visibility="private")
 
         # ------------------------------------------------------------------ compare
         def on_compare(run_ids):
@@ -337,9 +395,11 @@ def _api(ctl: Controller) -> None:
         """Send pause | resume | step (n steps, then pause) | stop | evaluate | checkpoint; returns a message."""
         return _or_error(ctl.send, run_id, kind, n)[1]
 
-    def switch_strategy(run_id: str, strategy: str, params: str = "") -> str:
-        """Switch the run's strategy at its next step boundary; `params` as in start_run. Returns a message."""
-        return _or_error(ctl.switch, run_id, strategy, None, params)[1]
+    def switch_strategy(run_id: str, strategy: str, params: str = "", at_step: int = -1) -> str:
+        """Switch the run's strategy at its next step boundary, or after step `at_step` (>= 0); `params` as in
+        start_run. Returns a message."""
+        return _or_error(ctl.switch, run_id, strategy, None, params, None if at_step is None or at_step < 0
+                         else at_step)[1]
 
     def list_events(run_id: str, kind: str = "") -> str:
         """The run's events as a JSON list of {id, step, kind, payload, created_at}."""

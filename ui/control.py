@@ -21,8 +21,12 @@ from workbench.store import RunStore
 #: Commands a session applies between steps (``workbench.session.COMMANDS``), as the
 #: dashboard sends them; ``set_strategy`` goes through ``Controller.switch``.
 COMMANDS = ("pause", "resume", "stop", "step", "evaluate", "checkpoint")
-ENDED = ("finished", "failed", "stopped")
-#: A "running" run that has written nothing for this long is flagged (its process may be gone).
+#: Statuses of a run no session is running: commands would never be applied; Resume and
+#: Step N continue it in a new process. "crashed" is what the store reports for a run
+#: whose trainer is gone (killed, out of memory) without recording an end.
+ENDED = ("finished", "failed", "stopped", "crashed")
+#: A "running" run with no heartbeat (written by an older version) that has written nothing
+#: for this long is flagged (its process may be gone).
 STALE_SECONDS = 300
 
 
@@ -137,13 +141,13 @@ class Controller:
         proc = self.manager.state(run_id)
         if run["status"] not in ENDED or (proc and proc["alive"]):
             return None
-        if not self.store.checkpoints(run_id):
-            raise FormError(f"run {run_id} is {run['status']} and has no checkpoint to continue from")
         total = int((run.get("config") or {}).get("steps") or 0)
         last = int(run["last_step"])
+        if not self.store.checkpoints(run_id) and last > 0:
+            raise FormError(f"run {run_id} is {run['status']} and has no checkpoint to continue from")
         if kind == "step":
             total = last + check_step_count(n)
-        elif last >= total:
+        elif last >= total and run["status"] != "crashed":  # crashed: its final evaluation may be missing
             raise FormError(f"run {run_id} has finished its {total} steps: use Step N to train N more")
         argv = [sys.executable, "-m", "workbench.cli", "train", "--quiet", "--workspace", str(self.workspace),
                 "--resume", run_id, "--steps", str(total)]
@@ -151,14 +155,37 @@ class Controller:
         return 0, (f"{run_id} was {run['status']}: continuing it from its last checkpoint to step {total} "
                    "in a new process")
 
-    def switch(self, run_id: str | None, strategy: Any, rows: Any = None, text: str | None = None) -> tuple[int, str]:
-        """Send ``set_strategy``: in force from the next step boundary (shown on every timeline)."""
+    def _switch(self, run_id: str | None, strategy: Any, rows: Any, text: str | None,
+                at_step: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """(payload, run, "when" in words) of a valid switch, or FormError."""
         payload = switch_payload(strategy, rows, text)
-        self._check_target(run_id)
+        run = self._check_target(run_id)
+        if at_step in (None, ""):
+            return payload, run, "at the next step boundary"
+        n = check_step_count(at_step, "after step N", 0)
+        if n < int(run["last_step"]):
+            raise FormError(f"after step N: the run is already at step {run['last_step']}; choose N >= "
+                            f"{run['last_step']} (or the next step boundary)")
+        payload["at_step"] = n
+        return payload, run, f"after step {n} (in force from step {n + 1})"
+
+    def switch_question(self, run_id: str | None, strategy: Any, rows: Any = None, text: str | None = None,
+                        at_step: Any = None) -> str:
+        """The confirmation the dashboard asks before ``switch`` (validates, sends nothing)."""
+        payload, run, when = self._switch(run_id, strategy, rows, text, at_step)
+        params = ", ".join(f"{k}={v}" for k, v in payload["params"].items())
+        return (f"Switch **{run_id}** (step {max(int(run['last_step']), 0)}, now **{run.get('strategy') or '?'}**) "
+                f"to **{payload['strategy']}**" + (f" ({params})" if params else "") + f" {when}?")
+
+    def switch(self, run_id: str | None, strategy: Any, rows: Any = None, text: str | None = None,
+               at_step: Any = None) -> tuple[int, str]:
+        """Send ``set_strategy``: in force from the next step boundary, or after step
+        ``at_step`` (shown on every timeline)."""
+        payload, _, when = self._switch(run_id, strategy, rows, text, at_step)
         cmd_id = self.store.send_command(run_id, "set_strategy", payload)
         params = ", ".join(f"{k}={v}" for k, v in payload["params"].items())
         return cmd_id, (f"command #{cmd_id} sent to {run_id}: switch to **{payload['strategy']}**"
-                        + (f" ({params})" if params else "") + " at the next step boundary")
+                        + (f" ({params})" if params else "") + f" {when}")
 
     def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         if not run_id:
@@ -219,6 +246,7 @@ class Controller:
                         f"{proc['message'] or 'no message'} (log: `{proc['log']}`)")
             return f"**{run_id}** is not in the store `{self.workspace}`."
         last_step, _, n_evals, status, _ = version
+        run: dict[str, Any] = {}
         try:
             run = self.cache.get_run(run_id)
             total = (run.get("config") or {}).get("steps", "?")
@@ -232,7 +260,11 @@ class Controller:
                 f"{points} evaluation point{'s' if points != 1 else ''}")
         if last_step < 0 and status in ("created", "running") and n_evals == 0:
             text += " · evaluating the base model…"
-        elif status == "running" and idle > STALE_SECONDS and not (proc and proc["alive"]):
+        elif status == "crashed":
+            text += (" · ⚠️ its trainer is gone (killed or crashed) without recording an end: **Resume** continues "
+                     "it from its last checkpoint")
+        elif (status == "running" and idle > STALE_SECONDS and not (proc and proc["alive"])
+              and run.get("heartbeat_at") is None):
             text += f" · no write for {idle / 60:.0f} min: is its process still alive?"
         if proc and proc["alive"]:
             text += f" · process {proc['pid']}"

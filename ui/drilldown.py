@@ -124,13 +124,15 @@ def problem_summary(store: Any, run_id: str, problem_id: str, split: str = "eval
 
     def one(e: dict, r: dict) -> str:
         what = "base model" if e["label"] == "base" else f"step {e['step']}"
-        text = f"{what}: c = {r['c']}/{r['n']}, {r.get('num_modes', 0)} correct modes"
+        m = int(r.get("num_modes") or 0)
+        text = f"{what}: c = {r['c']}/{r['n']}, {m} correct mode{'' if m == 1 else 's'}"
         eff = finite(r.get("eff_modes"))
         ci = finite(r.get("collapse_index"))
         if eff is not None:
             text += f", effective {eff:.2f}"
         if ci is not None:
-            text += f", collapse index {ci:.2f}"
+            matched = r.get("collapse_m")
+            text += f", collapse index {ci:.2f}" + (f" (at m = {matched} correct samples)" if matched else "")
         return text
 
     parts = [one(*pts[0])] + ([one(*pts[-1])] if len(pts) > 1 else [])

@@ -330,5 +330,5 @@ def switch_payload(strategy: Any, rows: Any = None, text: str | None = None) -> 
     return {"strategy": spec, "params": parse_params(spec, rows, text)}
 
 
-def check_step_count(n: Any) -> int:
-    return _int(n, "step N", 1, "at least 1 step")
+def check_step_count(n: Any, name: str = "step N", lo: int = 1) -> int:
+    return _int(n, name, lo, f"at least {lo} step{'' if lo == 1 else 's'}" if lo else "a step number >= 0")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,13 +134,7 @@ class CachedStore:
         return getattr(self.store, name)
 
 
-# ---------------------------------------------------------------------- refresh
-STEP_FIGS = ("reward", "entropy", "diagnostics")
-EVAL_FIGS = ("passk", "boundary", "heatmap")
-DETAIL = ("detail",)
-TABLES = ("tables",)
-
-
+# ---------------------------------------------------------------------- the panel registry
 @dataclass(frozen=True)
 class Options:
     """What the user chose in the live view (part of each figure's change key)."""
@@ -150,10 +145,56 @@ class Options:
     problem: str | None = None
 
 
-#: Groups that change with every training step (their key's last element): while steps
-#: arrive they are redrawn at most every THROTTLE_SECONDS; anything else in their key (a
-#: strategy switch, an evaluation, the run's status, the selected run) redraws at once.
-THROTTLED = STEP_FIGS + TABLES
+@dataclass(frozen=True)
+class Panel:
+    """One thing the live view draws: ``render(store, run_id, opts)`` gives its value (a
+    figure, or a dict {output: value} when it fills several components), recomputed only
+    when ``key(run_id, version, opts)`` changes. ``throttled``: the key's last element is
+    the step, and new steps alone redraw it at most every THROTTLE_SECONDS. ``row``: the
+    layout row a figure goes in (``ui.app`` builds one ``gr.Plot`` per figure panel)."""
+
+    name: str
+    key: Callable[[str, tuple, Options], tuple]
+    render: Callable[[Any, str, Options], Any]
+    outputs: tuple[str, ...] = ()      # the components filled, when not just ``name``
+    throttled: bool = False
+    row: str = ""
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return self.outputs or (self.name,)
+
+
+def _tables(store: Any, run_id: str, opts: Options) -> dict[str, Any]:
+    return {"events": tables.events_table(store, run_id), "commands": tables.commands_table(store, run_id)}
+
+
+def _detail(store: Any, run_id: str, opts: Options) -> dict[str, Any]:
+    return drilldown.problem_detail(store, run_id, opts.problem, split=opts.split)
+
+
+#: Every panel of the live view, in layout order. A new panel is one entry here (and, for
+#: a figure in a new row, that row's place in ``ui.app``).
+PANELS: dict[str, Panel] = {p.name: p for p in (
+    Panel("reward", lambda r, v, o: (r, v[1], v[2], v[3], v[0]), lambda s, r, o: views.reward_figure(s, r),
+          throttled=True, row="steps"),
+    Panel("entropy", lambda r, v, o: (r, v[1], v[2], v[3], v[0]), lambda s, r, o: views.entropy_figure(s, r),
+          throttled=True, row="steps"),
+    Panel("passk", lambda r, v, o: (r, v[2], o.passk_steps, o.split),
+          lambda s, r, o: views.passk_figure(s, r, steps=list(o.passk_steps), split=o.split), row="evals"),
+    Panel("boundary", lambda r, v, o: (r, v[2], v[1], o.split),
+          lambda s, r, o: views.boundary_figure(s, r, split=o.split), row="evals"),
+    Panel("heatmap", lambda r, v, o: (r, v[2], v[1], o.color, o.split),
+          lambda s, r, o: views.collapse_heatmap(s, r, color=o.color, split=o.split), row="heatmap"),
+    Panel("detail", lambda r, v, o: (r, v[2], v[1], o.split, o.problem), _detail,
+          outputs=("summary", "modes", "bank", "samples")),
+    Panel("diagnostics", lambda r, v, o: (r, v[1], v[3], v[0]), lambda s, r, o: views.diagnostics_figure(s, r),
+          throttled=True, row="diagnostics"),
+    Panel("tables", lambda r, v, o: (r, v[3], v[4]), _tables,
+          outputs=("events", "commands"), throttled=True),
+)}
+
+THROTTLED = tuple(n for n, p in PANELS.items() if p.throttled)
 
 #: A browser spends ~0.1 s of CPU redrawing the three step plots (headless Chromium on
 #: 2 cores); every 4 s instead of at every 2 s poll halves that cost while the status line
@@ -162,39 +203,27 @@ THROTTLE_SECONDS = 4.0
 
 
 def keys_for(run_id: str, version: tuple, opts: Options) -> dict[str, tuple]:
-    """The change key of each output group: a group is redrawn only when its key changes."""
-    last_step, n_events, n_evals, status, revision = version
-    return {
-        "reward": (run_id, n_events, n_evals, status, last_step),
-        "entropy": (run_id, n_events, n_evals, status, last_step),
-        "diagnostics": (run_id, n_events, status, last_step),
-        "passk": (run_id, n_evals, opts.passk_steps, opts.split),
-        "boundary": (run_id, n_evals, n_events, opts.split),
-        "heatmap": (run_id, n_evals, n_events, opts.color, opts.split),
-        "detail": (run_id, n_evals, n_events, opts.split, opts.problem),
-        "tables": (run_id, status, revision),
-    }
+    """The change key of each panel: a panel is redrawn only when its key changes."""
+    return {name: p.key(run_id, version, opts) for name, p in PANELS.items()}
 
 
 def render(cache: CachedStore, run_id: str, name: str, opts: Options) -> Any:
-    """Recompute one output group (a figure, or a dict for "detail"/"tables")."""
-    if name == "reward":
-        return views.reward_figure(cache, run_id)
-    if name == "entropy":
-        return views.entropy_figure(cache, run_id)
-    if name == "diagnostics":
-        return views.diagnostics_figure(cache, run_id)
-    if name == "passk":
-        return views.passk_figure(cache, run_id, steps=list(opts.passk_steps), split=opts.split)
-    if name == "boundary":
-        return views.boundary_figure(cache, run_id, split=opts.split)
-    if name == "heatmap":
-        return views.collapse_heatmap(cache, run_id, color=opts.color, split=opts.split)
-    if name == "detail":
-        return drilldown.problem_detail(cache, run_id, opts.problem, split=opts.split)
-    if name == "tables":
-        return {"events": tables.events_table(cache, run_id), "commands": tables.commands_table(cache, run_id)}
-    raise KeyError(name)
+    """Recompute one panel (a figure, or a dict {output: value})."""
+    return PANELS[name].render(cache, run_id, opts)
+
+
+def figure_rows() -> dict[str, list[str]]:
+    """Figure panels grouped by layout row, in registry order."""
+    rows: dict[str, list[str]] = {}
+    for name, p in PANELS.items():
+        if not p.outputs:
+            rows.setdefault(p.row, []).append(name)
+    return rows
+
+
+def outputs() -> list[tuple[str, str]]:
+    """(panel, component) of every component the live view fills, in registry order."""
+    return [(name, comp) for name, p in PANELS.items() for comp in p.components]
 
 
 def refresh(cache: CachedStore, run_id: str | None, seen: dict[str, tuple] | None, opts: Options,
@@ -215,7 +244,7 @@ def refresh(cache: CachedStore, run_id: str | None, seen: dict[str, tuple] | Non
         key = ("none", run_id)
         if not force and seen.get("_none") == key:
             return {}, seen, None
-        out = {name: render_empty(name) for name in (*STEP_FIGS, *EVAL_FIGS, *DETAIL, *TABLES)}
+        out = {name: render_empty(name) for name in PANELS}
         return out, {"_none": key}, None
     out = {}
     for name, key in keys_for(run_id, version, opts).items():
@@ -237,7 +266,7 @@ def render_empty(name: str) -> Any:
         return drilldown.problem_detail(None, None, None)
     if name == "tables":
         return {"events": [], "commands": []}
-    return render(_NoStore(), "", name, Options())
+    return render(_NoStore(), "", name, Options())  # type: ignore[arg-type]
 
 
 class _NoStore:

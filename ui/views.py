@@ -86,10 +86,12 @@ def reward_figure(store: Any, run_id: str | None, max_points: int = 600) -> go.F
     if not _has_run(store, run_id):
         return style.empty_figure(title, "no run selected (or it has not written anything yet)")
     sc = store.scalars(run_id, keys=REWARD_KEYS)
-    # reward and pass@1 coincide for 0/1 rewards: pass@1 is drawn first, the reward dotted on top
-    data = [_line(sc["train/pass@1"], LABELS["train/pass@1"], style.color(1), max_points),
-            _line(sc["train/reward_mean"], LABELS["train/reward_mean"], style.color(0), max_points)]
-    data[1].line.dash = "dot"
+    if sc["train/pass@1"] == sc["train/reward_mean"]:
+        # with 0/1 rewards the mean reward is the training pass@1: one line, said so
+        data = [_line(sc["train/pass@1"], "reward = pass@1 (0/1 rewards)", style.color(0), max_points)]
+    else:
+        data = [_line(sc["train/pass@1"], LABELS["train/pass@1"], style.color(1), max_points),
+                _line(sc["train/reward_mean"], LABELS["train/reward_mean"], style.color(0), max_points)]
     evs = eval_points(store, run_id, "eval")
     data.append(_eval_markers([(e["step"], e["summary"].get("eval/pass@1")) for e in evs], "pass@1 (held-out eval)",
                               style.color(2)))
@@ -306,8 +308,9 @@ def collapse_heatmap(store: Any, run_id: str | None, color: str = "eff_modes", s
                        hovermode="closest")
     lay["plot_bgcolor"] = "#eeeeee"
     lay["xaxis"] = {**lay["xaxis"], "tickvals": m["x"], "ticktext": m["labels"], "showgrid": False}
+    # every row labelled (plotly skips every other category label when they are dense)
     lay["yaxis"] = {**lay["yaxis"], "autorange": "reversed", "showgrid": False, "tickfont": {"size": 9},
-                    "type": "category"}
+                    "type": "category", "tickmode": "array", "tickvals": m["y"], "ticktext": m["y"]}
     shapes, notes = span_shapes(strategy_spans(store, run_id, last_step=max(m["x"])))
     # a heatmap hides shapes drawn below it: keep only the switch lines (drawn above) and
     # show the shading as a band above the plot area, with the names

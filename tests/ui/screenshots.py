@@ -114,7 +114,7 @@ def take(url: str, a: str, b: str, out: Path) -> None:
         page.wait_for_timeout(4000)
 
         # live: collapse the switch form to show the plots
-        page.get_by_text("Switch strategy (takes effect").click()
+        page.get_by_text("Switch strategy").click()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "dashboard-live.png"), full_page=True,
                         clip=_clip(page, "#run-status", "#collapse-heatmap"))

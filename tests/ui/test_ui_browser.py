@@ -47,12 +47,33 @@ def test_browser_start_watch_switch(dashboard):
             page.wait_for_function(f"() => ({POINTS})() > {first}", timeout=60_000)
             assert "step" in page.locator("#run-status").inner_text()
 
+            # the switch panel starts collapsed (plots first); Apply asks before it sends
+            assert not page.locator("#btn-switch").is_visible()
+            page.get_by_text("Switch strategy").click()
             page.locator("#btn-switch").click()   # "bbg" is the switch form's default
+            page.wait_for_selector("#btn-switch-confirm", state="visible", timeout=30_000)
+            assert "bbg" in page.locator("#switch-question").inner_text()
+            page.locator("#btn-switch-confirm").click()
             page.wait_for_function(TIMELINE_HAS, arg="→ bbg", timeout=60_000)
             page.wait_for_timeout(1500)  # let the other plots draw
             shot = ARTIFACTS / "dashboard-live.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+
+            # the URL keeps the run and tab: a reload shows the same run, not "No run selected"
+            rid = demo.controller.run_ids()[0]
+            assert f"run={rid}" in page.url
+            page.get_by_role("tab", name="Compare").click()
+            page.wait_for_function("() => window.location.search.includes('tab=compare')", timeout=10_000)
+            page.reload()
+            page.wait_for_function(f"() => document.querySelector('#run-status').innerText.includes('{rid}')",
+                                   timeout=30_000)
+            page.wait_for_function("() => [...document.querySelectorAll('[role=tab]')].some((t) => "
+                                   "t.innerText.includes('Compare') && t.getAttribute('aria-selected') === 'true')",
+                                   timeout=30_000)
+            page.goto(url)                        # no run in the URL: the most recent run is selected
+            page.wait_for_function(f"() => document.querySelector('#run-status').innerText.includes('{rid}')",
+                                   timeout=30_000)
 
             page.locator("#btn-stop").click()
             page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('stopped')",
