@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a config field (rollout.group_size=8) or a strategy parameter (grpo.eps=1e-6)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--run-id", help="id of the new run (default: <time>-<name>-<random>)")
+    p.add_argument("--backend", choices=["workbench", "trl"], default="workbench",
+                   help="training engine: the workbench's own (default), or TRL's GRPOTrainer with the workbench's "
+                        "strategies and measurements (several GPUs with `accelerate launch -m workbench train`; "
+                        "TRL-only options as --trl.FIELD VALUE, e.g. --trl.use_vllm true). See docs/scale-out.md")
     for dotted, hint, default, help_text in iter_fields():
         names = [f"--{dotted}"] + ALIASES.get(dotted, [])
         if "." not in dotted:
@@ -80,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", metavar="RUN", help="export this run's per-step scalars")
     p.add_argument("--out", help="export path (.csv or .parquet; default: <RUN>.csv)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    p = sub.add_parser("export", help="write a run's adapter (or merged model) with its tokenizer and a model card")
+    p.add_argument("run", metavar="RUN", help="the run to export")
+    p.add_argument("--step", type=int, help="the checkpoint step (default: the last)")
+    p.add_argument("--merge", action="store_true", help="merge the adapter into the base weights (a plain model)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must be empty if it exists)")
+    p.add_argument("--workspace", default="runs", help="run store folder (default: runs)")
 
     sub.add_parser("tasks", help="list task families and their parameters")
 
@@ -137,6 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from workbench.session import Session
 
     base, overrides = config_from_args(args)
+    if getattr(args, "backend", "workbench") == "trl":
+        from workbench.integrations.trl import cli_train
+
+        return cli_train(args, base, overrides)
     if args.resume:
         workspace = overrides.pop("workspace", "runs")
         sess = Session.resume(args.resume, workspace=workspace, **overrides)
@@ -357,11 +372,47 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.export import export_run
+
+    out = export_run(args.run, args.out, workspace=args.workspace, step=args.step, merge=args.merge)
+    print(f"exported run {args.run} (step {out['step']}, {'merged model' if args.merge else 'LoRA adapter'}) "
+          f"to {out['path']}")
+    return 0
+
+
+def split_trl_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(argv without them, {field: value}) of the ``--trl.FIELD VALUE`` / ``--trl.FIELD=VALUE``
+    options (a flag without a value means true)."""
+    rest, trl = [], {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--trl."):
+            key, eq, value = a[len("--trl."):].partition("=")
+            if not eq:
+                if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                    value, i = argv[i + 1], i + 1
+                else:
+                    value = "true"
+            trl[key] = value
+        else:
+            rest.append(a)
+        i += 1
+    return rest, trl
+
+
 COMMANDS = {"dashboard": cmd_dashboard, "strategies": cmd_strategies, "train": cmd_train, "pretrain": cmd_pretrain, "eval": cmd_eval, "runs": cmd_runs, "tasks": cmd_tasks}
+COMMANDS["export"] = cmd_export
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, trl_args = split_trl_args(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
+    args.trl = trl_args
+    if trl_args and getattr(args, "backend", None) != "trl":
+        print("error: --trl.* options need --backend trl", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except WorkbenchError as exc:
