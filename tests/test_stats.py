@@ -119,6 +119,8 @@ def test_verdicts():
     assert stats.verdict(down, -1) == stats.SHOWN and stats.verdict(down, 1) == stats.OPPOSITE
     with pytest.raises(ValueError):
         stats.verdict(down, 0)
+    two = stats.bootstrap_mean([-0.3, -0.2])          # excludes zero, but two seeds decide nothing
+    assert two.hi < 0 and stats.verdict(two, -1) == stats.NOT_SHOWN
 
 
 def test_curve_band_per_step():

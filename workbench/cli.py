@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to this host name (repeatable; e.g. the machine's DNS "
                         "name when serving with --host 0.0.0.0)")
+
+    from workbench.experiments.commands import add_parsers  # sweep, report, reproduce
+
+    add_parsers(sub)
     return parser
 
 
@@ -403,6 +407,15 @@ def split_trl_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 COMMANDS = {"dashboard": cmd_dashboard, "strategies": cmd_strategies, "train": cmd_train, "pretrain": cmd_pretrain, "eval": cmd_eval, "runs": cmd_runs, "tasks": cmd_tasks}
+
+
+def _experiment_commands() -> None:
+    from workbench.experiments.commands import COMMANDS as experiment_commands
+
+    COMMANDS.update(experiment_commands)
+
+
+_experiment_commands()
 COMMANDS["export"] = cmd_export
 
 

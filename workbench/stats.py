@@ -288,10 +288,12 @@ def curve_band(curves: Mapping[Any, Sequence[tuple[int, float]]], *, resamples: 
 
 def verdict(effect: Estimate, direction: int) -> str:
     """"shown" when the interval excludes zero in ``direction`` (+1 up, -1 down), "opposite"
-    when it excludes zero the other way, "not shown at this scale" otherwise (including an
-    interval that could not be computed)."""
+    when it excludes zero the other way, "not shown at this scale" otherwise, including
+    fewer than 3 seeds (two seeds' bootstrap interval only spans their two values)."""
     if direction not in (1, -1):
         raise ValueError(f"direction = {direction}: expected +1 (an increase) or -1 (a decrease)")
+    if effect.n < MIN_BAND:
+        return NOT_SHOWN
     s = effect.sign()
     if s == 0:
         return NOT_SHOWN
