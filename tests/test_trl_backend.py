@@ -158,6 +158,12 @@ def test_cli_trl_run_shows_in_the_dashboard(tmp_path, capsys):
     ck = Path(store.checkpoints("trl-cli")[-1]["path"])
     assert (ck / "adapter_config.json").is_file() and (ck / "adapter_model.safetensors").is_file()
 
+    from workbench.export import export_run
+
+    exported = export_run("trl-cli", tmp_path / "export", workspace=ws)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(exported["files"])
+    assert "backend `trl`" in (tmp_path / "export" / "README.md").read_text()
+
     fig = views.reward_figure(store, "trl-cli")
     xs = sorted({x for tr in fig.data for x in (tr.x or ())})
     assert 1 in xs and 2 in xs

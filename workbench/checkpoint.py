@@ -6,6 +6,9 @@ so a checkpoint is either whole or absent; a failed write leaves earlier ones in
     optimizer.pt          AdamW state
     strategy_state.pt     {strategy name: {piece: state_dict}} (e.g. DLC's memory network)
     state.json            step, per-problem history, strategy in force, torch RNG state
+    adapter_config.json   with adapter_model.safetensors: the same LoRA weights as a standard
+                          PEFT adapter folder, so ``PeftModel.from_pretrained(base, folder)`` loads a
+                          checkpoint (older checkpoints without them still resume from adapter.safetensors)
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ class CheckpointData:
     state: dict
 
 
+def save_peft_adapter(model, folder: Path) -> None:
+    """The model's LoRA adapter as a PEFT folder (adapter_config.json, adapter_model.safetensors)."""
+    if hasattr(model, "peft_config") and hasattr(model, "save_pretrained"):
+        model.save_pretrained(str(folder), safe_serialization=True)
+
+
 def write_checkpoint(final: Path, model, optimizer, strategy_states: dict, state: dict) -> Path:
     """Write atomically to ``final``; raise CheckpointError (nothing half-written) on failure."""
     from safetensors.torch import save_file
@@ -39,6 +48,7 @@ def write_checkpoint(final: Path, model, optimizer, strategy_states: dict, state
         tmp.mkdir(parents=True)
         save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
                   str(tmp / "adapter.safetensors"))
+        save_peft_adapter(model, tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(strategy_states, tmp / "strategy_state.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "torch_rng": torch.get_rng_state().tolist()}))
