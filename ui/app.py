@@ -214,6 +214,29 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
 
             # ------------------------------------------------------------------ Compare
             with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tab_compare:
+                gr.Markdown("### Experiments (strategies × seeds, from `workbench sweep`)")
+                initial_exps = compare.experiment_choices(ctl.store)
+                with gr.Row():
+                    x_select = gr.Dropdown(choices=initial_exps, value=initial_exps[0] if initial_exps else None,
+                                           label="Experiment", scale=3, elem_id="experiment-select")
+                    x_baseline = gr.Dropdown(choices=[], value=None, label="Baseline (effects: cell − baseline)",
+                                             scale=2, elem_id="experiment-baseline")
+                    x_k = gr.Number(value=8, precision=0, minimum=1, label="k of pass@k", scale=0, min_width=90,
+                                    elem_id="experiment-k")
+                    b_x = gr.Button("Refresh", scale=0, elem_id="btn-experiment")
+                x_summary = gr.Markdown("", elem_id="experiment-summary")
+                with gr.Row():
+                    x_fig1 = gr.Plot(show_label=False, elem_id="experiment-pass1")
+                    x_fig2 = gr.Plot(show_label=False, elem_id="experiment-passk")
+                with gr.Row():
+                    x_fig3 = gr.Plot(show_label=False, elem_id="experiment-collapse")
+                    x_fig4 = gr.Plot(show_label=False, elem_id="experiment-entropy")
+                x_values = gr.Dataframe(interactive=False, wrap=True, label="Final figures: mean [95% CI] (n seeds)",
+                                        elem_id="experiment-values")
+                x_effects = gr.Dataframe(interactive=False, wrap=True,
+                                         label="Effects against the baseline, paired by seed: mean [95% CI] (n)",
+                                         elem_id="experiment-effects")
+                gr.Markdown("### Runs overlaid")
                 with gr.Row():
                     cmp_select = gr.Dropdown(choices=initial_runs, value=initial_runs[:2], multiselect=True,
                                              label="Runs to overlay", scale=4, elem_id="compare-select")
@@ -366,6 +389,24 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
         cmp_select.change(on_compare, cmp_select, cmp_outputs, api_visibility="private")
         b_cmp.click(on_compare, cmp_select, cmp_outputs, api_visibility="private")
         demo.load(on_compare, cmp_select, cmp_outputs, api_visibility="private")
+
+        def on_experiment(exp_id, baseline, k):
+            cells = compare.experiment_cells(ctl.store, exp_id)
+            view = compare.experiment_view(ctl.store, exp_id, int(k or 8), baseline if baseline in cells else None)
+            figs = list(view["figures"].values())
+            (vh, vr), (eh, er) = view["values"], view["effects"]
+            return (gr.update(choices=cells, value=view["baseline"]), view["summary"], *figs,
+                    gr.update(value=vr, headers=vh), gr.update(value=er, headers=eh))
+
+        x_outputs = [x_baseline, x_summary, x_fig1, x_fig2, x_fig3, x_fig4, x_values, x_effects]
+        x_inputs = [x_select, x_baseline, x_k]
+        x_select.change(lambda e, b, k: on_experiment(e, None, k), x_inputs, x_outputs, api_visibility="private")
+        x_baseline.input(on_experiment, x_inputs, x_outputs, api_visibility="private")
+        x_k.submit(on_experiment, x_inputs, x_outputs, api_visibility="private")
+        b_x.click(lambda e, b, k: (gr.update(choices=compare.experiment_choices(ctl.store)),
+                                   *on_experiment(e, b, k)), x_inputs, [x_select, *x_outputs],
+                  api_visibility="private")
+        demo.load(on_experiment, x_inputs, x_outputs, api_visibility="private")
 
         # ------------------------------------------------------------------ API (gradio_client)
         _api(ctl)

@@ -107,3 +107,86 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
                        barmode="group", hovermode="closest")
     out["boundary"] = go.Figure(data=bars, layout=lay)
     return out
+
+
+# ---------------------------------------------------------------------- experiments (strategies × seeds)
+#: The table's figures, by the labels of ``workbench.experiments.analysis.FIGURES`` ({k} = the chosen k).
+EXPERIMENT_FIGURES = ("pass@1", "pass@{k}", "Δ pass@{k} vs base", "boundary gained", "boundary lost", "collapse index",
+                      "over-sharpened share")
+#: The curves shown, by (source, key, label) of ``analysis.CURVES``.
+EXPERIMENT_CURVES = ("held-out pass@1", "held-out pass@{k}", "collapse index", "policy entropy (training samples)")
+
+
+def _experiment_store(store: Any):
+    from workbench.store._experiments import ExperimentStore
+
+    return store if hasattr(store, "list_experiments") else ExperimentStore(store.root)
+
+
+def experiment_choices(store: Any) -> list[str]:
+    """Names of the experiments in the store, newest first."""
+    try:
+        return [e["exp_id"] for e in _experiment_store(store).list_experiments()]
+    except Exception:  # noqa: BLE001 - an unreadable store shows no experiments
+        return []
+
+
+def experiment_cells(store: Any, exp_id: str | None) -> list[str]:
+    """Cell labels of an experiment (the baseline choices), in plan order."""
+    from workbench.experiments import analysis as an
+
+    if not exp_id or exp_id not in experiment_choices(store):
+        return []
+    return [c.label for c in an.load(_experiment_store(store), exp_id).cells]
+
+
+def experiment_view(store: Any, exp_id: str | None, k: int = 8, baseline: str | None = None,
+                    split: str = "eval") -> dict[str, Any]:
+    """Everything the Compare tab shows for an experiment: ``figures`` (curves as mean lines with
+    95% bands over seeds), ``values`` and ``effects`` tables (headers, rows: "mean [lo, hi] (n=…)"
+    per figure; effects are paired by seed, cell − baseline) and a ``summary`` line."""
+    from workbench import stats
+    from workbench.experiments import analysis as an
+    from workbench.experiments.figures import band_figure
+
+    figs_out: dict[str, go.Figure] = {}
+    if not exp_id or exp_id not in experiment_choices(store):
+        msg = "pick an experiment (run one with `workbench sweep`)"
+        for label in EXPERIMENT_CURVES:
+            figs_out[label.format(k=k)] = style.empty_figure(label.format(k=k), msg)
+        return {"figures": figs_out, "values": (["cell"], []), "effects": (["cell"], []), "summary": msg,
+                "baseline": None, "cells": []}
+    k = max(1, int(k or 8))
+    es = _experiment_store(store)
+    exp = an.load(es, exp_id)
+    base_cell = exp.cell(baseline) if baseline else exp.cell(_default_baseline(exp))
+    curves = {label.format(k=k): (src, key.format(k=k)) for src, key, label in an.CURVES}
+    for label in EXPERIMENT_CURVES:
+        label = label.format(k=k)
+        src, key = curves[label]
+        bands = an.cell_bands(es, exp, src, key, split if src == "eval" else "eval")
+        figs_out[label] = band_figure({exp.cell(ck).label: b for ck, b in bands.items()},
+                                      f"{label} (mean, 95% band over seeds)", yaxis=label,
+                                      xaxis="step (0 = base)" if src == "eval" else "training step")
+    wanted = [f.format(k=k) for f in EXPERIMENT_FIGURES]
+    rows = an.figure_table(es, exp, split, k, base_cell.key)
+    headers = ["cell", "seeds", *wanted]
+    values = [[r.cell.label, max((e.n for e in r.values.values()), default=0),
+               *[r.values[w].fmt() for w in wanted]] for r in rows]
+    effects = [[f"{r.cell.label} − {base_cell.label}", *[r.effects[w].fmt() if r.effects[w] else "—" for w in wanted]]
+               for r in rows if r.cell.key != base_cell.key]
+    counts = ", ".join(f"{v} {s}" for s, v in sorted(an.status_counts(exp).items()))
+    n_seeds = len(exp.seeds)
+    summary = (f"**{exp_id}**: {len(exp.cells)} cells × {n_seeds} seeds, {exp.spec.get('steps')} steps per run "
+               f"({counts}). Figures: mean [95% bootstrap interval] over seeds, n = seeds with a value"
+               + ("; with fewer than 3 seeds the seeds' values are listed instead." if n_seeds < stats.MIN_BAND else ".")
+               + f" Effects: per-seed difference against **{base_cell.label}**, then averaged.")
+    return {"figures": figs_out, "values": (headers, values), "effects": (["effect", *wanted], effects),
+            "summary": summary, "baseline": base_cell.label, "cells": [c.label for c in exp.cells]}
+
+
+def _default_baseline(exp: Any) -> str:
+    for c in exp.cells:
+        if c.cell.get("strategy") == "grpo":
+            return c.key
+    return exp.cells[0].key
