@@ -17,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from ui import compare, forms, live, tables
+from ui import compare, forms, live, metrics_view, tables
 from ui.control import Controller
 from ui.drilldown import SAMPLE_COLUMNS
 from ui.security import HostGuard, allowed_hosts, exposure_auth
@@ -54,7 +54,7 @@ JS = """
 
 
 #: The tabs, by id (also the URL's ?tab= values).
-TAB_IDS = ("runs", "live", "compare")
+TAB_IDS = ("runs", "live", "metrics", "compare")
 
 def url_js(key: str, value: str | None = None) -> str:
     """JS keeping ``?key=`` of the page's URL in step with a component's value (or with the
@@ -107,9 +107,16 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
         with gr.Tabs(selected="live") as tabs:
             # ------------------------------------------------------------------ Runs
             with gr.Tab("Runs", id="runs", elem_id="tab-runs") as tab_runs:
+                runs_filter = gr.Textbox(label="Filter runs", placeholder="words in the id, status, strategy, model, "
+                                         "task or tags (e.g. bbg finished)", elem_id="runs-filter")
                 runs_df = gr.Dataframe(value=ctl.runs_rows(), headers=tables.RUN_COLUMNS, interactive=False, wrap=True,
                                        label="Runs in the store (click a row to select it)", elem_id="runs-table",
                                        max_height=320)
+                with gr.Row():
+                    b_csv = gr.Button("Download scalars (CSV)", size="sm", elem_id="btn-export-csv")
+                    b_parquet = gr.Button("Download scalars (Parquet)", size="sm", elem_id="btn-export-parquet")
+                    b_evals = gr.Button("Download evaluations (JSON)", size="sm", elem_id="btn-export-evals")
+                export_file = gr.File(label="Export of the selected run", interactive=False, elem_id="export-file")
                 gr.Markdown("### Start a new run")
                 with gr.Row():
                     f_model = gr.Dropdown(choices=forms.model_choices(ctl.policy), value=forms.default_model(),
@@ -212,6 +219,21 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                 plots("diagnostics")
                 comp["events"], comp["commands"] = events_df, commands_df
 
+            # ------------------------------------------------------------------ All metrics
+            with gr.Tab("All metrics", id="metrics", elem_id="tab-metrics") as tab_metrics:
+                with gr.Row():
+                    m_query = gr.Textbox(label="Search metrics", placeholder="e.g. grad_norm, pass@, time/",
+                                         scale=3, elem_id="metrics-search")
+                    m_groups = gr.CheckboxGroup([g for g in metrics_view.GROUPS] + ["other"], value=[],
+                                                label="Groups (none = all)", scale=4, elem_id="metrics-groups")
+                with gr.Row():
+                    m_smooth = gr.Slider(0.0, 0.99, value=0.0, step=0.01, label="Smoothing (EMA weight; raw drawn faint)",
+                                         scale=3, elem_id="metrics-smoothing")
+                    m_log = gr.Checkbox(value=False, label="log y", scale=1, elem_id="metrics-log")
+                    m_x = gr.Radio([(v, k) for k, v in metrics_view.X_AXES.items()], value="step", label="x axis",
+                                   scale=3, elem_id="metrics-x")
+                plots("metrics")
+
             # ------------------------------------------------------------------ Compare
             with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tab_compare:
                 gr.Markdown("### Experiments (strategies × seeds, from `workbench sweep`)")
@@ -248,7 +270,8 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                     c_passk = gr.Plot(show_label=False, elem_id="compare-passk")
                     c_boundary = gr.Plot(show_label=False, elem_id="compare-boundary")
 
-        tab_objs = {"runs": tab_runs, "live": tab_live, "compare": tab_compare}
+        tab_objs = {"runs": tab_runs, "live": tab_live, "metrics": tab_metrics, "compare": tab_compare}
+        active_tab = gr.State("live")
         timer = gr.Timer(poll_seconds)
         runs_timer = gr.Timer(RUNS_POLL_SECONDS)
         runs_token = gr.State(None)
@@ -257,9 +280,11 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
         panel_outputs = live.outputs()          # (panel, component) in registry order
         live_outputs = [status_md, *(comp[c] for _, c in panel_outputs), passk_steps, problem, seen]
 
-        def poll(run_id, seen_keys, steps, color_mode, split_name, problem_id, force=False):
+        def poll(run_id, seen_keys, steps, color_mode, split_name, problem_id, tab, query, groups, smooth, log_y,
+                 x_axis, force=False):
+            metrics = (query or "", tuple(groups or ()), float(smooth or 0.0), bool(log_y), x_axis or "step")
             opts = live.Options(tuple(sorted(int(s) for s in steps or [])), color_mode or "eff_modes",
-                                split_name or "eval", problem_id or None)
+                                split_name or "eval", problem_id or None, tab or "live", metrics)
             res = ctl.poll(run_id, seen_keys, opts, force=force)
             changed = res["changed"]
             out: list[Any] = [res["status"] if res["status"] is not None else gr.skip()]
@@ -271,10 +296,13 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             out.append(res["seen"])
             return out
 
-        poll_inputs = [run_select, seen, passk_steps, color, split, problem]
+        poll_inputs = [run_select, seen, passk_steps, color, split, problem, active_tab, m_query, m_groups, m_smooth,
+                       m_log, m_x]
         timer.tick(poll, poll_inputs, live_outputs, show_progress="hidden", queue=True, api_visibility="private")
-        for comp in (passk_steps, color, split, problem):
-            comp.change(poll, poll_inputs, live_outputs, show_progress="hidden", api_visibility="private")
+        for control in (passk_steps, color, split, problem, active_tab, m_groups, m_smooth, m_log, m_x):
+            control.change(poll, poll_inputs, live_outputs, show_progress="hidden", api_visibility="private")
+        m_query.change(poll, poll_inputs, live_outputs, show_progress="hidden", api_visibility="private",
+                       trigger_mode="always_last")
         run_select.change(lambda *a: poll(*a, force=True), poll_inputs, live_outputs, show_progress="hidden",
                           api_visibility="private")
         demo.load(lambda *a: poll(*a, force=True), poll_inputs, live_outputs, show_progress="hidden",
@@ -288,13 +316,17 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             ids = ctl.run_ids()
             rid = q.get("run") if q.get("run") in ids else (ids[0] if ids else None)
             tab = q.get("tab")
-            return gr.update(choices=ids, value=rid), gr.Tabs(selected=tab) if tab in TAB_IDS else gr.skip()
+            if tab not in TAB_IDS:
+                return gr.update(choices=ids, value=rid), gr.skip(), gr.skip()
+            return gr.update(choices=ids, value=rid), gr.Tabs(selected=tab), tab
 
-        demo.load(from_url, None, [run_select, tabs], show_progress="hidden", api_visibility="private").then(
+        demo.load(from_url, None, [run_select, tabs, active_tab], show_progress="hidden",
+                  api_visibility="private").then(
             None, None, None, js="() => { window.wbUrlRead = true; }")
         run_select.change(None, run_select, None, js=url_js("run"), api_visibility="private")
         for tab_id, tab in tab_objs.items():
             tab.select(None, None, None, js=url_js("tab", tab_id), api_visibility="private")
+            tab.select(lambda t=tab_id: t, None, active_tab, show_progress="hidden", api_visibility="private")
 
         def on_click(value):
             pid = (value or "").split("|", 1)[0]
@@ -303,15 +335,29 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
         clicked.change(on_click, clicked, problem, show_progress="hidden", api_visibility="private")
 
         # ------------------------------------------------------------------ runs list
-        def refresh_runs(token, current, cmp_value):
-            new = ctl.runs_token()
+        def refresh_runs(token, query):
+            new = (ctl.runs_token(), query)
             if new == token:
                 return gr.skip(), gr.skip(), gr.skip(), token
             ids = ctl.run_ids()
-            return (ctl.runs_rows(), gr.update(choices=ids), gr.update(choices=ids), new)
+            return (ctl.filtered_rows(query), gr.update(choices=ids), gr.update(choices=ids), new)
 
-        runs_timer.tick(refresh_runs, [runs_token, run_select, cmp_select], [runs_df, run_select, cmp_select, runs_token],
+        runs_timer.tick(refresh_runs, [runs_token, runs_filter], [runs_df, run_select, cmp_select, runs_token],
                         show_progress="hidden", api_visibility="private")
+        runs_filter.change(refresh_runs, [runs_token, runs_filter], [runs_df, run_select, cmp_select, runs_token],
+                           show_progress="hidden", api_visibility="private", trigger_mode="always_last")
+
+        def export(kind):
+            def fn(run_id):
+                try:
+                    return str(ctl.export(run_id, kind))
+                except forms.FormError as exc:
+                    _warn(exc)
+                    return None
+            return fn
+
+        for btn, kind in ((b_csv, "csv"), (b_parquet, "parquet"), (b_evals, "evaluations")):
+            btn.click(export(kind), [run_select], [export_file], api_visibility="private")
 
         def pick_row(evt: gr.SelectData, rows):
             try:

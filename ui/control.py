@@ -5,7 +5,10 @@ with a message the app shows (``gr.Warning``) or an API client receives.
 
 from __future__ import annotations
 
+import json
+import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,35 @@ class Controller:
                 status = "starting" if st.get("alive") else f"exited before starting (code {st.get('returncode')})"
                 early.append([rid, status, "", 0, "", "–", "–", "–", "", "", ""])
         return early + rows
+
+    def filtered_rows(self, query: str | None = None) -> list[list[Any]]:
+        """The runs table's rows containing every word of ``query`` (in any column: id, status,
+        strategy sequence, model, task, tags), case-insensitive."""
+        words = [w for w in (query or "").lower().split() if w]
+        rows = self.runs_rows()
+        return [r for r in rows if all(w in " ".join(str(x) for x in r).lower() for w in words)]
+
+    def export(self, run_id: str | None, kind: str) -> Path:
+        """Write the run's per-step scalars ("csv", "parquet") or its evaluations ("evaluations":
+        JSON with every evaluation's summary and per-problem rows) to a file for download."""
+        if not run_id:
+            raise FormError("no run selected: pick a run at the top of the page")
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # noqa: BLE001
+            raise FormError(f"run {run_id!r} is not in the store {self.workspace}") from None
+        folder = Path(tempfile.gettempdir()) / "workbench-exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        if kind in ("csv", "parquet"):
+            return self.store.export(run_id, folder / f"{run_id}-scalars.{kind}", kind)
+        if kind != "evaluations":
+            raise FormError(f"unknown export {kind!r}; valid: csv, parquet, evaluations")
+        evals = [{**{k: e[k] for k in ("eval_id", "step", "label", "split", "summary")},
+                  "problems": self.store.eval_problems(run_id, e["eval_id"])} for e in self.store.evaluations(run_id)]
+        path = folder / f"{run_id}-evaluations.json"
+        doc = _finite({"run_id": run_id, "config": run.get("config"), "evaluations": evals})
+        path.write_text(json.dumps(doc, default=str, allow_nan=False, indent=1))
+        return path
 
     def runs_token(self) -> tuple:
         """Changes whenever the runs table would."""
@@ -272,3 +304,14 @@ class Controller:
             text += (f" · ⚠️ its process exited with code {proc['returncode']}: {proc['message'] or 'no message'} "
                      f"(log: `{proc['log']}`)")
         return text
+
+
+def _finite(o: Any) -> Any:
+    """JSON-ready: NaN and infinities (undefined figures) become null."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o

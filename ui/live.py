@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ui import drilldown, tables, views
+from ui import drilldown, metrics_view, style, tables, views
 
 #: Scalars the live figures read; fetched incrementally. Other keys go to the store.
 LIVE_KEYS = views.STEP_KEYS
@@ -143,6 +143,8 @@ class Options:
     color: str = "eff_modes"
     split: str = "eval"
     problem: str | None = None
+    tab: str = "live"                 # the tab on screen: panels of hidden tabs are not redrawn
+    metrics: tuple = ("", (), 0.0, False, "step")   # All metrics: query, groups, smoothing, log y, x axis
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,19 @@ def _detail(store: Any, run_id: str, opts: Options) -> dict[str, Any]:
     return drilldown.problem_detail(store, run_id, opts.problem, split=opts.split)
 
 
+def _metrics_key(run_id: str, v: tuple, o: Options) -> tuple:
+    if o.tab != "metrics":  # drawn only while its tab is on screen
+        return (run_id, "hidden", None)
+    return (run_id, v[1], v[2], v[3], o.metrics, v[0])
+
+
+def _all_metrics(store: Any, run_id: str, o: Options) -> Any:
+    if o.tab != "metrics":
+        return style.empty_figure("All metrics", "open the All metrics tab")
+    query, groups, smoothing, log_y, x_axis = o.metrics
+    return metrics_view.all_metrics_figure(store, run_id, query, list(groups), smoothing, log_y, x_axis)
+
+
 #: Every panel of the live view, in layout order. A new panel is one entry here (and, for
 #: a figure in a new row, that row's place in ``ui.app``).
 PANELS: dict[str, Panel] = {p.name: p for p in (
@@ -192,6 +207,7 @@ PANELS: dict[str, Panel] = {p.name: p for p in (
           throttled=True, row="diagnostics"),
     Panel("tables", lambda r, v, o: (r, v[3], v[4]), _tables,
           outputs=("events", "commands"), throttled=True),
+    Panel("all_metrics", _metrics_key, _all_metrics, throttled=True, row="metrics"),
 )}
 
 THROTTLED = tuple(n for n, p in PANELS.items() if p.throttled)

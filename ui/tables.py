@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ui.timeline import finite
+from ui.timeline import finite, spans_from_events
 from ui.views import _has_run
 
 RUN_COLUMNS = ["run", "status", "strategy", "step", "of", "reward", "entropy", "eval pass@1", "model", "task", "started"]
@@ -25,13 +25,24 @@ def runs_table(store: Any, extra_status: dict[str, str] | None = None) -> list[l
         cfg = r.get("config") or {}
         status = (extra_status or {}).get(rid, r["status"])
         rows.append([
-            rid, status, r["strategy"] or cfg.get("strategy", ""), max(r["last_step"], 0), cfg.get("steps", ""),
+            rid, status, strategy_sequence(store, rid) or r["strategy"] or cfg.get("strategy", ""),
+            max(r["last_step"], 0), cfg.get("steps", ""),
             _fmt(_last(last.get("train/reward_mean"))), _fmt(_last(last.get("train/entropy"))),
             _fmt(evs[-1]["summary"].get("eval/pass@1") if evs else None),
             (cfg.get("model") or {}).get("name_or_path", ""), (cfg.get("task") or {}).get("name", ""),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
         ])
     return rows
+
+
+def strategy_sequence(store: Any, run_id: str) -> str:
+    """The strategies a run used, in order, with the step each switch took effect after:
+    "grpo→bbg@33" (the span list of ``ui.timeline``)."""
+    try:
+        spans = spans_from_events(store.events(run_id, kind="strategy"), 0)
+    except Exception:  # noqa: BLE001 - a run being created has no events yet
+        return ""
+    return "→".join(sp.name if i == 0 else f"{sp.name}@{sp.start}" for i, sp in enumerate(spans))
 
 
 def _last(series: list[tuple[int, float]] | None) -> float | None:

@@ -13,7 +13,8 @@ OPTS = live.Options()
 def test_refresh_redraws_only_what_changed(fake_store):
     cache = live.CachedStore(fake_store)
     out, seen, version = live.refresh(cache, RID, None, OPTS, now=0.0)
-    assert set(out) == {"reward", "entropy", "diagnostics", "passk", "boundary", "heatmap", "detail", "tables"}
+    assert set(out) == {"reward", "entropy", "diagnostics", "passk", "boundary", "heatmap", "detail", "tables",
+                        "all_metrics"}
     assert version[0] == fake_run.STEPS
 
     out, seen2, _ = live.refresh(cache, RID, seen, OPTS, now=1.0)

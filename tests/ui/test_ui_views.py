@@ -157,7 +157,7 @@ def test_compare_figures(tmp_path):
 
 def test_runs_events_commands_tables(fake_store):
     rows = tables.runs_table(fake_store, {"fake-run": "crashed (exit 1)"})
-    assert rows[0][:5] == ["fake-run", "crashed (exit 1)", "grpo", 15, 20]
+    assert rows[0][:5] == ["fake-run", "crashed (exit 1)", "grpo→bbg@8", 15, 20]
     assert rows[0][5] == "1.500"
     ev = tables.events_table(fake_store, RID)
     assert ev[-1][:2] == [0, "strategy"]
