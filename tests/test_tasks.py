@@ -382,7 +382,7 @@ def test_custom_split_field(custom_files):
 
 
 def test_registry():
-    assert set(list_tasks()) == {"two_primes", "countdown", "gsm8k", "custom"} == set(TASKS)
+    assert set(list_tasks()) == {"two_primes", "countdown", "gsm8k", "math", "custom"} == set(TASKS)
     with pytest.raises(UnknownNameError) as err:
         get_task("three_primes")
     assert all(name in str(err.value) for name in ["two_primes", "countdown", "gsm8k", "custom"])

@@ -13,9 +13,10 @@ from workbench.tasks.base import Problem, Task, Verdict, write_splits
 from workbench.tasks.countdown import Countdown
 from workbench.tasks.custom import Custom
 from workbench.tasks.gsm8k import GSM8K
+from workbench.tasks.math_problems import MathProblems
 from workbench.tasks.two_primes import TwoPrimes
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TwoPrimes, Countdown, GSM8K, Custom)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TwoPrimes, Countdown, GSM8K, MathProblems, Custom)}
 
 
 def list_tasks() -> list[str]:

@@ -29,6 +29,17 @@ SPLIT_SIZES = {"train": 512, "eval": 64}
 MIN_SOLUTIONS = 2
 
 
+def answer_tag(text: str) -> str | None:
+    """The content of the last ``<answer>...</answer>``; an equation's left side when it
+    ends in ``= target`` ("(3+5)*2 = 16" -> "(3+5)*2"). None without a closed tag."""
+    end = text.rfind("</answer>")
+    start = text.rfind("<answer>", 0, end) if end != -1 else -1
+    if start == -1:
+        return None
+    inner = text[start + len("<answer>"):end].strip()
+    return inner.split("=", 1)[0].strip() if "=" in inner else inner
+
+
 def make_problem(numbers: list[int], target: int, difficulty: int) -> Problem:
     nums = sorted(numbers)
     pid = f"cd-{'_'.join(map(str, nums))}-{target}"
@@ -49,10 +60,32 @@ def draw_problem(rng: random.Random, difficulty: int) -> Problem:
 
 
 class Countdown(Task):
-    """Mode key: the canonical expression (see ``workbench.tasks.expr``)."""
+    """Mode key: the canonical expression (see ``workbench.tasks.expr``).
+
+    Parameters:
+
+    style: ``compact`` (the embedded model's prompt, the bare expression as the answer) or
+        ``chat`` (the prompt of the public "zero" reproductions for real models: reason in
+        ``<think></think>``, answer inside ``<answer></answer>``; only the last answer tag
+        is graded, and a completion without one is unparsed).
+    format_reward: with ``style="chat"``, the reward of a well-formed answer (tags present,
+        a valid expression) that is wrong; the public recipes use 0.1 (choice). 0 keeps
+        rewards 0/1.
+    """
 
     name = "countdown"
     max_new_tokens = 32
+
+    def __init__(self, style: str = "compact", format_reward: float = 0.0) -> None:
+        super().__init__()
+        if style not in ("compact", "chat"):
+            raise ConfigError(f"countdown style = {style!r} is not allowed: expected 'compact' or 'chat'")
+        if not 0.0 <= format_reward < 1.0:
+            raise ConfigError(f"countdown format_reward = {format_reward!r} is not allowed: expected a value in [0, 1)")
+        self.style, self.format_reward = style, float(format_reward)
+        self.params = {"style": style, "format_reward": self.format_reward}
+        if style == "chat":
+            self.max_new_tokens = 256
 
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         """``n`` distinct problems; ``difficulty`` None draws each level with the ``MIX`` shares."""
@@ -68,10 +101,20 @@ class Countdown(Task):
         return list(out.values())
 
     def prompt(self, problem: Problem) -> str:
+        if self.style == "chat":  # a base model without a chat template: the zero recipes' text prompt
+            return ("A conversation between User and Assistant. The user asks a question, and the assistant "
+                    "solves it. The assistant first thinks about the reasoning process in the mind and then "
+                    f"provides the user with the answer.\nUser: {self.instruction(problem)}\n"
+                    "Assistant: Let me solve this step by step.\n<think>")
         return f"{','.join(map(str, problem.data['numbers']))}>{problem.data['target']}:"
 
     def instruction(self, problem: Problem) -> str:
         nums = ", ".join(map(str, problem.data["numbers"]))
+        if self.style == "chat":
+            return (f"Using the numbers [{nums}], create an equation that equals {problem.data['target']}. "
+                    "You can use basic arithmetic operations (+, -, *, /) and each number can only be used once; "
+                    "division must be exact. Show your work in <think> </think> tags. And return the final "
+                    "equation in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>.")
         return (
             f"Using some or all of the numbers {nums} (each at most once), the operations "
             f"+ - * / and parentheses, write an expression equal to {problem.data['target']}. "
@@ -80,13 +123,20 @@ class Countdown(Task):
 
     def verify(self, problem: Problem, completion: str) -> Verdict:
         """Parse error unless the text is only integers, + - * / and parentheses.
-        ``answer`` is the canonical expression, even when wrong."""
+        ``answer`` is the canonical expression, even when wrong. With ``style="chat"`` the
+        expression is the content of the last ``<answer></answer>`` (after an optional '=')."""
+        if self.style == "chat":
+            completion = answer_tag(completion)
+            if completion is None:
+                return UNPARSED
         parsed = parse(completion)
         if parsed is None:
             return UNPARSED
         allowed = Counter(problem.data["numbers"])
         uses_given = not Counter(parsed.leaves) - allowed
         ok = uses_given and parsed.value == problem.data["target"]
+        if self.style == "chat" and not ok and self.format_reward:
+            return Verdict(reward=self.format_reward, correct=False, parsed=True, answer=parsed.key, mode_key=None)
         return graded(ok, answer=parsed.key, mode_key=parsed.key)
 
     def solutions(self, problem: Problem, limit: int | None = None) -> list[str]:

@@ -2,8 +2,9 @@
 
 The gold answer is the number after ``####`` in the answer field.  A completion's final
 answer is the number after its last ``####``, else its last number; they are compared
-numerically.  Free-text reasoning has no canonical structure, so the mode key is the
-normalised completion text (METRICS.md's fallback).
+numerically, and with ``math-verify`` too where it is installed (``verifier``), which also
+accepts LaTeX, fractions and units.  The mode key is selectable (``mode_key``: the
+normalised text, the final answer, or the solution path; see ``workbench.tasks.answers``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from workbench.errors import TaskDataError, UnknownNameError
 from workbench.paths import TASKS_DIR
-from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, graded, holdout_indices, normalize_text
+from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, graded, holdout_indices
 
 SAMPLE_PATH = TASKS_DIR / "gsm8k_sample.jsonl"
 TOLERANCE = 1e-6
@@ -63,6 +64,9 @@ class GSM8K(Task):
     eval_size: records held out as ``eval`` when the source has one split (None: a quarter,
         at most 500); ignored when the source has a "test" or "validation" split.
     seed: which records are held out.
+    verifier: auto (math-verify where installed, else the numeric comparison), math_verify, builtin.
+    mode_key: text (normalised completion), answer (final answer) or solution_path (the
+        multiset of intermediate results of its equations).
     """
 
     name = "gsm8k"
@@ -76,13 +80,19 @@ class GSM8K(Task):
         config: str | None = None,
         eval_size: int | None = None,
         seed: int = 0,
+        verifier: str = "auto",
+        mode_key: str = "text",
     ) -> None:
         super().__init__()
+        from workbench.tasks.answers import check_choice
+
+        check_choice(verifier, mode_key, "gsm8k")
+        self.verifier, self.mode_key = verifier, mode_key
         self.path = str(path) if path is not None else str(SAMPLE_PATH)
         self.question_field, self.answer_field = question_field, answer_field
         self.config, self.eval_size, self.seed = config, eval_size, seed
         self.params = dict(path=self.path, question_field=question_field, answer_field=answer_field,
-                           config=config, eval_size=eval_size, seed=seed)
+                           config=config, eval_size=eval_size, seed=seed, verifier=verifier, mode_key=mode_key)
         self._splits: dict[str, list[Problem]] | None = None
         if self._is_local():
             self._load()  # local files are cheap: report a bad file or column now
@@ -177,8 +187,14 @@ class GSM8K(Task):
         answer = final_answer(completion) if isinstance(completion, str) else None
         if answer is None:
             return UNPARSED
+        from workbench.tasks.answers import math_verify_equal, mode_key_of, use_math_verify
+
         ok = abs(float(Decimal(answer)) - float(Decimal(problem.data["gold"]))) <= TOLERANCE
-        return graded(ok, answer=answer, mode_key=normalize_text(completion))
+        if not ok and use_math_verify(self.verifier):  # e.g. \frac{3}{4}, 72\%, "$72.00"
+            tail = completion.rsplit("####", 1)[1] if "####" in completion else completion
+            if math_verify_equal(tail, problem.data["gold"]):
+                ok, answer = True, problem.data["gold"]
+        return graded(ok, answer=answer, mode_key=mode_key_of(self.mode_key, completion, answer))
 
     def solutions(self, problem: Problem, limit: int | None = None) -> list[str]:
         """The gold answer text: the one solution the data gives."""
