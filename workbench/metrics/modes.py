@@ -111,10 +111,11 @@ def matched_collapse(now: Mapping, base: Mapping) -> dict:
     or ``counts``).  With m = min(c_base, c_now), D(m) = ``rarefied_distinct`` of each,
     index = 1 − D_now(m) / D_base(m).  Returns ``collapse_index`` (clipped to [0, 1]; 0 =
     as diverse as the base model, 1 = one mode left), ``collapse_index_raw`` (unclipped;
-    negative = more diverse than the base at this m, or noise) and ``collapse_m`` (the
-    effective sample size m).  All three are ``None`` when m < 2 (fewer than two correct
-    samples now or in the base, where one draw always shows one mode) or a row has no
-    mode counts: undefined, kept apart, never 0.
+    negative = more diverse than the base at this m, or noise), ``collapse_m`` (the
+    effective sample size m) and ``matched_modes_now`` / ``matched_modes_base`` (D_now(m),
+    D_base(m)).  All are ``None`` when m < 2 (fewer than two correct samples now or in the
+    base, where one draw always shows one mode) or a row has no mode counts: undefined,
+    kept apart, never 0.
     """
     cn, cb = _counts(now), _counts(base)
     if cn is None or cb is None:
