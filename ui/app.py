@@ -269,6 +269,14 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                 with gr.Row():
                     c_passk = gr.Plot(show_label=False, elem_id="compare-passk")
                     c_boundary = gr.Plot(show_label=False, elem_id="compare-boundary")
+                c_protocols = gr.Dataframe(headers=compare.PROTOCOL_COLUMNS, interactive=False, wrap=True,
+                                           label="Evaluation protocol of each run (figures of different protocols "
+                                                 "are not comparable)", elem_id="compare-protocols")
+                with gr.Row():
+                    c_metric = gr.Dropdown(choices=[], value=None, label="Metric", scale=3, elem_id="compare-metric")
+                    c_smooth = gr.Slider(0.0, 0.99, value=0.0, step=0.01, label="Smoothing (EMA weight)", scale=2,
+                                         elem_id="compare-smoothing")
+                c_metric_fig = gr.Plot(show_label=False, elem_id="compare-metric-plot")
 
         tab_objs = {"runs": tab_runs, "live": tab_live, "metrics": tab_metrics, "compare": tab_compare}
         active_tab = gr.State("live")
@@ -428,10 +436,18 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
 
         # ------------------------------------------------------------------ compare
         def on_compare(run_ids):
-            figs = compare.compare_figures(ctl.store, list(run_ids or []))
-            return figs["entropy"], figs["pass1"], figs["passk"], figs["boundary"]
+            runs = list(run_ids or [])
+            figs = compare.compare_figures(ctl.store, runs)
+            choices = compare.metric_choices(ctl.store, runs)
+            return (figs["entropy"], figs["pass1"], figs["passk"], figs["boundary"],
+                    compare.protocol_rows(ctl.store, runs), gr.update(choices=choices))
 
-        cmp_outputs = [c_entropy, c_pass1, c_passk, c_boundary]
+        def on_metric(run_ids, key, smoothing):
+            return compare.metric_overlay(ctl.store, list(run_ids or []), key, float(smoothing or 0.0))
+
+        for control in (c_metric, c_smooth):
+            control.change(on_metric, [cmp_select, c_metric, c_smooth], c_metric_fig, api_visibility="private")
+        cmp_outputs = [c_entropy, c_pass1, c_passk, c_boundary, c_protocols, c_metric]
         cmp_select.change(on_compare, cmp_select, cmp_outputs, api_visibility="private")
         b_cmp.click(on_compare, cmp_select, cmp_outputs, api_visibility="private")
         demo.load(on_compare, cmp_select, cmp_outputs, api_visibility="private")

@@ -65,22 +65,22 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
         "pass1": _step_overlay(store, runs, "train/pass@1", "pass@1 (lines: training groups; diamonds: held-out eval)",
                                "pass@1", "eval/pass@1", max_points),
     }
-    # final Pass@k: each run's last evaluation, its base model dashed (identical for runs of one model)
+    # final Pass@k: each run's last evaluation; one dashed base curve per evaluation protocol
     data, all_ks, bases_drawn = [], set(), set()
+    protocols = {rid: protocol(store, rid) for rid in runs}
     for i, rid in enumerate(runs):
         evs = eval_points(store, rid, "eval")
         base = [e for e in evs if e["label"] == "base"]
         policy = [e for e in evs if e["label"] != "base"]
-        cfg = store.get_run(rid).get("config") or {}
-        model_key = ((cfg.get("model") or {}).get("name_or_path"), (cfg.get("task") or {}).get("name"),
-                     tuple(_ks(base[0]["summary"])) if base else ())
-        if base and model_key not in bases_drawn:
-            bases_drawn.add(model_key)
+        proto = protocols[rid]
+        if base and proto not in bases_drawn:
+            bases_drawn.add(proto)
             ks = _ks(base[0]["summary"])
             all_ks.update(ks)
             data.append(go.Scatter(x=ks, y=[finite(base[0]["summary"][f"eval/pass@{k}"]) for k in ks],
-                                   name=f"base ({model_key[0]})", mode="lines",
-                                   line={"color": style.BASE_COLOR, "dash": "dash", "width": 2}))
+                                   name=f"base ({protocol_label(proto)})", mode="lines",
+                                   line={"color": style.BASE_COLOR, "dash": ["dash", "dot", "dashdot"][
+                                       (len(bases_drawn) - 1) % 3], "width": 2}))
         if policy:
             e = policy[-1]
             ks = _ks(e["summary"])
@@ -88,7 +88,10 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
             data.append(go.Scatter(x=ks, y=[finite(e["summary"][f"eval/pass@{k}"]) for k in ks],
                                    name=f"{rid} @ step {e['step']}", mode="lines+markers",
                                    line={"color": style.color(i), "width": 2}))
-    lay = style.layout("Final Pass@k (held-out eval)", xaxis="k (samples)", yaxis="pass@k", hovermode="closest")
+    title = "Final Pass@k (held-out eval)"
+    if len(set(protocols.values())) > 1:
+        title += " — ⚠️ runs measured with different protocols: compare each with its own base curve"
+    lay = style.layout(title, xaxis="k (samples)", yaxis="pass@k", hovermode="closest")
     ticks = sorted(all_ks)
     lay["xaxis"] = {**lay["xaxis"], "type": "log", "tickvals": ticks, "ticktext": [str(k) for k in ticks]}
     lay["yaxis"] = {**lay["yaxis"], "range": [0, 1.02]}
@@ -107,6 +110,67 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
                        barmode="group", hovermode="closest")
     out["boundary"] = go.Figure(data=bars, layout=lay)
     return out
+
+
+def protocol(store: Any, run_id: str) -> tuple:
+    """A run's evaluation protocol: (model, task, held-out problems, n, temperature, sampling
+    seed, generation limit). Figures of runs with different protocols are not comparable."""
+    cfg = store.get_run(run_id).get("config") or {}
+    ev, res = cfg.get("eval") or {}, cfg.get("resolved") or {}
+    problems = (res.get("num_eval_problems") or {}).get("eval", ev.get("max_problems") or "all")
+    return ((cfg.get("model") or {}).get("name_or_path"), (cfg.get("task") or {}).get("name"), problems,
+            ev.get("n"), ev.get("temperature"), ev.get("seed"), res.get("max_new_tokens"))
+
+
+def protocol_label(proto: tuple) -> str:
+    model, task, problems, n, temp, seed, _ = proto
+    return f"{model}, {task}: {problems} problems × n = {n}" + (f", T = {temp}" if temp not in (None, 1.0) else "")
+
+
+def protocol_rows(store: Any, run_ids: list[str]) -> list[list[Any]]:
+    """One row per run: its evaluation protocol, for the Compare tab's table."""
+    rows = []
+    for rid in dict.fromkeys(run_ids or []):
+        if _has_run(store, rid):
+            model, task, problems, n, temp, seed, max_new = protocol(store, rid)
+            rows.append([rid, model, task, problems, n, temp, seed, max_new])
+    return rows
+
+
+PROTOCOL_COLUMNS = ["run", "model", "task", "held-out problems", "n", "temperature", "eval seed", "max new tokens"]
+
+
+def metric_overlay(store: Any, run_ids: list[str], key: str | None, smoothing: float = 0.0,
+                   max_points: int = 600) -> go.Figure:
+    """Any step scalar of the chosen runs on one step axis (smoothing: EMA weight, raw faint)."""
+    from ui.metrics_view import ema
+
+    runs = [r for r in dict.fromkeys(run_ids or []) if _has_run(store, r)]
+    if not runs or not key:
+        return style.empty_figure("Metric", "pick runs and a metric")
+    data = []
+    for i, rid in enumerate(runs):
+        xs, ys = downsample(store.scalars(rid, keys=[key])[key], max_points)
+        col = style.color(i)
+        if smoothing:
+            data.append(go.Scatter(x=xs, y=ys, mode="lines", opacity=0.25, line={"color": col, "width": 1},
+                                   showlegend=False, hoverinfo="skip", legendgroup=rid))
+            ys = ema(ys, smoothing)
+        data.append(go.Scatter(x=xs, y=ys, name=_label(store, rid), mode="lines", legendgroup=rid,
+                               line={"color": col, "width": 1.6}))
+    shapes, notes = _switch_marks(store, runs)
+    lay = style.layout(key + (f" (smoothing {smoothing:.2f})" if smoothing else ""), yaxis=key)
+    lay["shapes"], lay["annotations"] = shapes, notes
+    return go.Figure(data=data, layout=lay)
+
+
+def metric_choices(store: Any, run_ids: list[str]) -> list[str]:
+    """Step scalars logged by every chosen run (or by any, when they share none)."""
+    sets = [set(store.scalar_keys(r)) for r in dict.fromkeys(run_ids or []) if _has_run(store, r)]
+    if not sets:
+        return []
+    common = set.intersection(*sets)
+    return sorted(common or set.union(*sets))
 
 
 # ---------------------------------------------------------------------- experiments (strategies × seeds)

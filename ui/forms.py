@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import secrets
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from workbench.config import LossConfig, RunConfig, parse_value
 from workbench.errors import WorkbenchError
+from workbench.store.ids import new_run_id as store_run_id
 from workbench.strategies.catalog import PIECES, PRESETS, describe_params
 from workbench.tasks import list_tasks
 from ui.security import WEB_TASK_PARAMS, PolicyError, WebPolicy, embedded_models
@@ -29,11 +28,16 @@ class FormError(ValueError):
     """An invalid form value; the message says which field and what is expected."""
 
 
-#: The new-run form's defaults: small enough to move visibly within a minute on 2 CPU cores
-#: (about 0.4 s a step at B=16, G=8 on the embedded model, and about 1 s an evaluation of
-#: 32 held-out plus 16 training problems x 32 samples, every 5 steps: 80 steps in ~50 s).
-DEFAULTS = {"steps": 80, "group_size": 8, "prompts_per_step": 16, "eval_every": 5, "eval_n": 32,
-            "eval_max_problems": 32, "eval_seen_problems": 16, "lr": 5e-4, "seed": 0}
+def _defaults() -> dict[str, Any]:
+    """The new-run form's defaults: those of ``RunConfig`` (one source for the CLI, the form
+    and ``Session``), so the same click and the same command make the same run."""
+    c = RunConfig()
+    return {"steps": c.steps, "group_size": c.rollout.group_size, "prompts_per_step": c.rollout.prompts_per_step,
+            "eval_every": c.eval.every, "eval_n": c.eval.n, "eval_max_problems": c.eval.max_problems,
+            "eval_seen_problems": c.eval.seen_problems, "lr": c.optim.lr, "seed": c.seed}
+
+
+DEFAULTS = _defaults()
 
 PARAM_COLUMNS = ["parameter", "value", "default", "help"]
 
@@ -244,9 +248,9 @@ def check_model(name: Any, policy: WebPolicy) -> str:
 
 
 def new_run_id(strategy: str, name: str = "") -> str:
-    """A fresh run id (letters, digits, '.', '_', '-'), known before the process starts."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name or strategy).strip("-._")[:32] or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+    """A fresh run id, known before the process starts: the store's own scheme (the same as
+    ``workbench train`` gives: time, name or strategy, random suffix)."""
+    return store_run_id(name or strategy)
 
 
 def run_request(form: dict[str, Any], workspace: str | Path, policy: WebPolicy | None = None) -> RunRequest:

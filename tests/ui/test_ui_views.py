@@ -9,7 +9,7 @@ import math
 import fake_run
 import pytest
 
-from ui import compare, drilldown, tables, views
+from ui import compare, drilldown, forms, tables, views
 from ui.timeline import downsample, spans_from_events, strategy_spans
 
 RID = "fake-run"
@@ -150,9 +150,37 @@ def test_compare_figures(tmp_path):
     assert [s.x0 for s in figs["pass1"].layout.shapes] == [8.5]
     assert "bbg" in figs["pass1"].layout.annotations[0].text
     names = [t.name for t in figs["passk"].data]
-    assert names == ["base (tiny-primes)", "a @ step 15", "b @ step 15"]
+    assert names[0].startswith("base (tiny-primes") and names[1:] == ["a @ step 15", "b @ step 15"]
+    assert "different protocols" not in figs["passk"].layout.title.text      # one protocol: one base curve
     bars = {t.name: list(t.y) for t in figs["boundary"].data}
     assert bars["a"] == [1, 1, 2, 0] and bars["a (c ≥ 2)"] == [1, 0, 2, 1]
+    # run b measured differently (48 problems x n = 32 against a's 96 x 64): a base curve each, and a warning
+    for rid, (problems, n) in (("a", (96, 64)), ("b", (48, 32))):
+        cfg = store.get_run(rid)["config"]
+        store.update_config(rid, {**cfg, "eval": {"n": n, "temperature": 1.0, "seed": 1234},
+                                  "resolved": {"num_eval_problems": {"eval": problems}, "max_new_tokens": 8}})
+    figs = compare.compare_figures(store, ["a", "b"])
+    bases = [t.name for t in figs["passk"].data if t.name.startswith("base")]
+    assert bases == ["base (tiny-primes, two_primes: 96 problems × n = 64)",
+                     "base (tiny-primes, two_primes: 48 problems × n = 32)"]
+    assert "different protocols" in figs["passk"].layout.title.text
+    assert [r[3:5] for r in compare.protocol_rows(store, ["a", "b"])] == [[96, 64], [48, 32]]
+    assert "train/entropy" in compare.metric_choices(store, ["a", "b"])
+    overlay = compare.metric_overlay(store, ["a", "b"], "train/kl_ref", smoothing=0.5)
+    assert len([t for t in overlay.data if t.showlegend is not False]) == 2 and len(overlay.data) == 4
+
+
+def test_form_defaults_and_run_ids_are_the_cli_s(tmp_path):
+    from workbench.config import RunConfig
+
+    c = RunConfig()
+    assert forms.DEFAULTS["steps"] == c.steps and forms.DEFAULTS["eval_n"] == c.eval.n
+    assert forms.DEFAULTS["prompts_per_step"] == c.rollout.prompts_per_step
+    from workbench.store import RunStore
+
+    cli_id = RunStore(tmp_path).create_run({}, strategy="grpo")        # what a `workbench train` run gets
+    form_id = forms.new_run_id("grpo")
+    assert cli_id.split("-")[2] == form_id.split("-")[2] == "grpo"
 
 
 def test_runs_events_commands_tables(fake_store):
