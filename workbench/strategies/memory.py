@@ -9,6 +9,10 @@ so continuations the memory finds likely (visited modes) are sampled less. The r
 are then off-policy: the sampler stores their log-probs under this adjusted distribution
 as pi_old, and the clipped ratio pi_theta / pi_old corrects for it.
 
+Training and sampling query the memory in the same recurrent state: every sequence runs
+from the zero state over its real tokens only (training right-pads, the sampler holds the
+state at zero through the prompt's left padding), so padding never moves it.
+
 Choices where the paper is open: a one-layer GRU as the memory (cheap, any vocabulary);
 log pi_m rather than raw memory logits (scale-free); mu = 0.3; the memory's output layer
 starts at zero, so an untrained memory is uniform and changes nothing.
