@@ -113,3 +113,15 @@ def test_reproduce_quick_runs_end_to_end(tmp_path):
     self_contained(text)
     assert "Simulator suite" in text and "wall time" in text and "reproduce --quick" in text
     assert not math.isnan(out["seconds"])
+
+
+def test_an_unfinished_run_is_left_out_not_compared_at_an_earlier_step(fake):
+    """A run whose last evaluation is before the experiment's last step (it crashed, or is
+    still running) does not enter the final figures: n drops to 2 for its cell."""
+    rid = "fake-bbg-s1"
+    with fake._db.write() as c:
+        c.execute("DELETE FROM evaluations WHERE run_id = ? AND label = 'policy'", (rid,))
+    fake.write_evaluation(rid, 2, "policy", "eval", fx.final("bbg", 1), [{"problem_id": "p0", "n": 8, "c": 1}])
+    rows = an.figure_table(fake, an.load(fake, "fake"), "eval", 8, "grpo")
+    assert rows[0].values["pass@1"].n == 3 and rows[1].values["pass@1"].n == 2
+    assert rows[1].values["pass@1"].seeds == (0, 2) and rows[1].effects["pass@8"].n == 2

@@ -124,14 +124,16 @@ def pass_at_k(rows: Sequence[Mapping[str, Any]], k: int) -> float:
     return float(sum(vals) / len(vals)) if vals else math.nan
 
 
-def run_final(store: Any, run_id: str, split: str = "eval", k: int = 8) -> dict[str, float] | None:
-    """The run's last policy evaluation summary on ``split``, with ``eval/pass@{k}`` filled in
-    (from the per-problem rows if k was not on the stored curve) and ``base:``-prefixed base
-    values; None when the run has no policy evaluation yet."""
+def run_final(store: Any, run_id: str, split: str = "eval", k: int = 8, at_step: int | None = None
+              ) -> dict[str, float] | None:
+    """The run's last policy evaluation summary on ``split`` (with ``at_step``: the one at that
+    step, so an unfinished run is left out rather than compared at an earlier step), with
+    ``eval/pass@{k}`` filled in (from the per-problem rows if k was not on the stored curve)
+    and ``base:``-prefixed base values; None when there is no such evaluation (yet)."""
     if not _has(store, run_id):
         return None
     evs = store.evaluations(run_id, split=split)
-    policy = [e for e in evs if e["label"] != "base"]
+    policy = [e for e in evs if e["label"] != "base" and (at_step is None or e["step"] == at_step)]
     if not policy:
         return None
     out = {kk: _num(v) for kk, v in policy[-1]["summary"].items()}
@@ -164,11 +166,13 @@ def figure_value(summary: Mapping[str, float] | None, fig: Figure) -> float:
 
 
 def final_values(store: Any, exp: Experiment, split: str = "eval", k: int = 8) -> dict[str, dict[int, dict]]:
-    """{cell key: {seed: final summary}} of the runs that have one."""
+    """{cell key: {seed: final summary}} of the runs that have one (an evaluation at the
+    experiment's last step)."""
     out: dict[str, dict[int, dict]] = {}
+    steps = exp.spec.get("steps")
     for c in exp.cells:
         for seed, rid in c.runs.items():
-            s = run_final(store, rid, split, k)
+            s = run_final(store, rid, split, k, at_step=int(steps) if steps else None)
             if s is not None:
                 out.setdefault(c.key, {})[seed] = s
     return out

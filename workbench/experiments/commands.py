@@ -106,8 +106,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep = sw.Sweep.create(args.workspace, spec, command=shlex.join(["workbench", *sys.argv[1:]]))
         echo(f"experiment {spec.name}: {len(spec.cells())} cells × {len(spec.seeds)} seeds = {len(spec.plan())} runs "
              f"in {sweep.workspace}")
-    result = sweep.run(parallel=args.parallel, threads=args.threads, backend=args.backend, address=args.address,
-                       echo=echo)
+    try:
+        result = sweep.run(parallel=args.parallel, threads=args.threads, backend=args.backend, address=args.address,
+                           echo=echo)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: workbench sweep --resume {sweep.exp_id} --workspace {args.workspace}",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
