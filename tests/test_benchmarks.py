@@ -19,12 +19,17 @@ def _run(args, timeout=600):
     return proc.stdout
 
 
-def test_gpu_check_script_runs_on_a_tiny_config():
+def test_gpu_check_script_runs_both_backends_on_a_tiny_config():
     out = _run(["benchmarks/gpu_check.py", "--tiny", "--steps", "2", "--prompts", "2", "--group", "2",
                 "--new-tokens", "8", "--prompt-len", "4"])
-    report = json.loads(out[out.index("{"):])
-    assert report["median_step_s"] > 0 and report["rollout_tok_s"] > 0 and len(report["steps"]) == 2
-    assert all(s["tokens"] > 0 for s in report["steps"])
+    assert len(out.strip().splitlines()) == 1                   # one JSON line (progress goes to stderr)
+    report = json.loads(out)
+    for backend in ("workbench", "trl"):
+        r = report[backend]
+        assert r["backend"] == backend and r["median_step_s"] > 0 and r["rollout_tok_s"] > 0
+        assert len(r["steps"]) == 2 and all(0 < s["tokens"] <= 2 * 2 * 8 for s in r["steps"])
+    assert report["ratio_step_time"] == report["workbench"]["median_step_s"] / report["trl"]["median_step_s"]
+    assert report["config"]["vllm"] is False and report["trl"]["vllm"] is False
 
 
 def test_trl_comparison_runs_side_by_side():
