@@ -14,12 +14,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
-from workbench.config import LossConfig, RunConfig, parse_value
+from workbench.config import RunConfig
 from workbench.errors import WorkbenchError
 from workbench.store.ids import new_run_id as store_run_id
-from workbench.strategies.catalog import PIECES, PRESETS, describe_params
+from workbench.strategies.catalog import PIECES, PRESETS, describe_params, parse_strategy
 from workbench.tasks import list_tasks
 from ui.security import WEB_TASK_PARAMS, PolicyError, WebPolicy, embedded_models
 
@@ -85,28 +85,12 @@ def strategy_doc(spec: str | None) -> str:
 
 # ---------------------------------------------------------------------- strategies
 def check_strategy(spec: Any) -> list[str]:
-    """The piece names of a preset or a '+'-joined composition, or FormError."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise FormError("strategy: choose a preset (e.g. grpo, bbg) or type a composition such as grpo+negative_only")
-    spec = spec.strip()
-    comp = PRESETS[spec]["composition"] if spec in PRESETS else spec
-    names = [n.strip() for n in comp.split("+")]
-    if any(not n for n in names):
-        raise FormError(f"strategy {spec!r}: empty piece name (join pieces with a single '+')")
-    unknown = [n for n in names if n not in PIECES]
-    if unknown:
-        raise FormError(f"strategy {spec!r}: unknown piece(s) {', '.join(unknown)}. Presets: {', '.join(PRESETS)}. "
-                        f"Pieces: {', '.join(PIECES)}")
-    kinds = [PIECES[n].kind for n in names]
-    if kinds.count("estimator") != 1:
-        ests = [n for n, p in PIECES.items() if p.kind == "estimator"]
-        raise FormError(f"strategy {spec!r} needs exactly one estimator (has {kinds.count('estimator')}); "
-                        f"estimators: {', '.join(ests)}")
-    if kinds.count("reward") > 1:
-        raise FormError(f"strategy {spec!r} has more than one reward transform")
-    if len(set(names)) != len(names):
-        raise FormError(f"strategy {spec!r} repeats a piece")
-    return names
+    """The piece names of a preset or a '+'-joined composition, or FormError (the engine's
+    own parser, ``workbench.strategies.catalog.parse_strategy``)."""
+    try:
+        return list(parse_strategy(spec).pieces)
+    except WorkbenchError as exc:
+        raise FormError(str(exc)) from None
 
 
 def param_rows(spec: str | None) -> list[list[Any]]:
@@ -134,9 +118,9 @@ def parse_params(spec: str, rows: Any = None, text: str | None = None) -> dict[s
     """Validated {"piece.param": value} from the parameter table (only values that differ
     from the default) and/or text ("k=v" per line or comma, or a JSON object).
 
-    Keys must name a parameter of one of the strategy's pieces, or ``loss.<field>``.
+    Keys are whatever the engine accepts (``parse_strategy``): a parameter of one of the
+    strategy's pieces, ``loss.<field>`` (or ``clip.<field>``), ``optim.updates_per_batch``.
     """
-    pieces = check_strategy(spec)
     raw: dict[str, Any] = {}
     for row in _table_rows(rows):
         if len(row) < 2 or row[0] in (None, ""):
@@ -147,25 +131,10 @@ def parse_params(spec: str, rows: Any = None, text: str | None = None) -> dict[s
             continue
         raw[key] = value
     raw.update(parse_pairs(text))
-    out = {}
-    loss_hints = get_type_hints(LossConfig)
-    for key, value in raw.items():
-        piece, _, pname = key.partition(".")
-        if piece == "loss":
-            if pname not in loss_hints:
-                raise FormError(f"parameter {key!r}: the loss has no field {pname!r}; fields: {', '.join(loss_hints)}")
-            out[key] = _parse(value, loss_hints[pname], key)
-            continue
-        if piece not in pieces:
-            raise FormError(f"parameter {key!r}: {piece!r} is not a piece of {spec!r} (its pieces: {', '.join(pieces)}; "
-                            "loss settings go as loss.<field>)")
-        known = describe_params(piece)
-        if pname not in known:
-            valid = ", ".join(f"{piece}.{p}" for p in known) or "none"
-            raise FormError(f"parameter {key!r}: unknown; parameters of {piece}: {valid}")
-        hint = get_type_hints(PIECES[piece].params)[pname]
-        out[key] = _parse(value, hint, key)
-    return out
+    try:
+        return dict(parse_strategy(spec, raw).values)
+    except WorkbenchError as exc:
+        raise FormError(str(exc)) from None
 
 
 def _table_rows(rows: Any) -> list[list[Any]]:
@@ -204,16 +173,6 @@ def parse_pairs(text: str | None) -> dict[str, str]:
             raise FormError(f"parameters: {item!r} has no key")
         out[k.strip()] = v.strip()
     return out
-
-
-def _parse(value: Any, hint: Any, key: str) -> Any:
-    try:
-        v = parse_value(value, hint, key)
-    except WorkbenchError as exc:
-        raise FormError(str(exc)) from exc
-    if isinstance(v, float) and math.isnan(v):
-        raise FormError(f"{key} = {value!r}: NaN is not a valid value")
-    return v
 
 
 # ---------------------------------------------------------------------- new runs

@@ -43,7 +43,7 @@ def test_run_request_builds_the_train_command(tmp_path):
     ({"strategy": ""}, "choose a preset"),
     ({"params_text": "bbg.k=many"}, "bbg.k"),
     ({"params_text": "bbg.kk=3"}, "parameters of bbg"),
-    ({"params_text": "rloo.x=3"}, "not a piece of"),
+    ({"params_text": "rloo.x=3"}, "is not part of"),
     ({"params_text": "no equals sign"}, "KEY=VALUE"),
     ({"model": "/no/such/model"}, "not allowed from the dashboard"),
     ({"model": ""}, "model"),
@@ -124,3 +124,36 @@ def test_crashed_process_is_a_message(tmp_path):
     assert "Traceback" not in line
     assert ctl.runs_rows()[0][:2] == ["crash-run", "exited before starting (code 2)"]
     assert ctl.run_ids() == ["crash-run"]
+
+
+@pytest.mark.parametrize("spec, text", [
+    ("bbg", "clip.eps_high=0.28"),                 # the engine's loss alias
+    ("kl_cov", "optim.updates_per_batch=4"),
+    ("grpo", "loss.eps_high=inf"),
+    ("grpo+bbg", "bbg.k=8, loss.aggregation=seq_sum_const"),
+])
+def test_form_and_engine_accept_the_same_parameters(spec, text):
+    """One parser (workbench.strategies.catalog.parse_strategy) for the engine and the form."""
+    from workbench.strategies.base import build_strategy
+
+    params = forms.parse_params(spec, None, text)
+    strat = build_strategy(spec, params)                       # the engine takes what the form sent
+    assert strat.name == spec
+
+
+@pytest.mark.parametrize("spec, text, fragment", [
+    ("grpo", "bbg.k=3", "is not part of"),
+    ("grpo+rloo", "", "two estimators"),
+    ("negative_only", "", "no estimator"),
+    ("grpo", "loss.eps_high=nan", "nan"),
+    ("kl_cov", "optim.lr=0.1", "can override only"),
+    ("bbg", "bbg.kk=2", "valid parameters of bbg"),
+])
+def test_form_and_engine_reject_the_same_parameters(spec, text, fragment):
+    from workbench.errors import WorkbenchError
+    from workbench.strategies.base import build_strategy
+
+    with pytest.raises(forms.FormError, match=fragment):
+        forms.switch_payload(spec, None, text)
+    with pytest.raises(WorkbenchError, match=fragment):
+        build_strategy(spec, forms.parse_pairs(text))

@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any
 
 import torch
 
-from workbench.errors import ConfigError, UnknownNameError
-from workbench.strategies.catalog import LOSS_PREFIXES, OPTIM_OVERRIDES, PIECES, PRESETS, split_composition
+from workbench.errors import ConfigError
+from workbench.strategies.catalog import PIECES, PRESETS, parse_strategy
 
 
 @dataclass
@@ -191,85 +191,26 @@ def build_strategy(spec: str, params: dict[str, Any] | None = None) -> Strategy:
     """A preset name or a '+'-joined composition of piece names, with dotted parameters
     ``{"piece.param": value}`` (and ``{"loss.eps_high": 0.28}`` or ``clip.eps_high`` for
     loss overrides, ``{"optim.updates_per_batch": 4}`` for the updates per batch). A preset's
-    loss overrides replace the run's config values; parameters given here replace both."""
-    from workbench.config import LossConfig, parse_value
-
-    params = dict(params or {})
-    spec = spec.strip()
-    loss: dict[str, Any] = dict(PRESETS[spec]["loss"]) if spec in PRESETS else {}
-    optim: dict[str, Any] = {}
-    names = split_composition(spec)
-    unknown = [n for n in names if n not in PIECES]
-    if unknown or not names:
-        raise UnknownNameError("strategy", spec, [*PRESETS, *PIECES],
-                               "Use a preset, or join pieces with '+', e.g. 'grpo+negative_only'")
-    missing = [n for n in names if n not in REGISTRY]
+    loss overrides replace the run's config values; parameters given here replace both.
+    Parsing and validation are ``catalog.parse_strategy``'s, shared with the dashboard."""
+    parsed = parse_strategy(spec, params)
+    spec = parsed.spec
+    missing = [n for n in parsed.pieces if n not in REGISTRY]
     if missing:
         raise ConfigError(f"strategy {spec!r}: piece(s) {', '.join(missing)} have no implementation loaded")
-    loss_hints = get_type_hints(LossConfig)
-    by_piece: dict[str, dict[str, Any]] = {}
-    for key, value in params.items():
-        piece, _, pname = key.partition(".")
-        if piece in LOSS_PREFIXES:
-            if pname not in loss_hints:
-                raise ConfigError(f"strategy parameter {key!r}: the loss has no field {pname!r}; "
-                                  f"valid: {', '.join(f'loss.{f}' for f in loss_hints)}")
-            loss[pname] = parse_value(value, loss_hints[pname], key)
-            continue
-        if piece == "optim":
-            if pname not in OPTIM_OVERRIDES:
-                raise ConfigError(f"strategy parameter {key!r}: a strategy can override only "
-                                  f"{', '.join(f'optim.{f}' for f in OPTIM_OVERRIDES)}; set other optimiser "
-                                  f"fields in the run's config ({key}=... outside the strategy)")
-            optim[pname] = parse_value(value, OPTIM_OVERRIDES[pname], key)
-            if pname == "updates_per_batch" and optim[pname] < 1:
-                raise ConfigError(f"strategy parameter {key!r} = {optim[pname]} is not allowed: expected >= 1")
-            continue
-        if piece not in names:
-            raise ConfigError(f"strategy parameter {key!r}: piece {piece!r} is not part of {spec!r} "
-                              f"(its pieces: {', '.join(names)}; loss overrides go as 'loss.<field>', "
-                              f"optimiser overrides as 'optim.updates_per_batch')")
-        by_piece.setdefault(piece, {})[pname] = value
-    strat = Strategy(name=spec, loss_overrides=loss, optim_overrides=optim, params=params,
+    strat = Strategy(name=spec, loss_overrides=dict(parsed.loss), optim_overrides=dict(parsed.optim),
+                     params=dict(params or {}),
                      min_updates_per_batch=int(PRESETS[spec]["min_updates_per_batch"]) if spec in PRESETS else 1)
-    for n in names:
-        piece = REGISTRY[n]
-        p = _make_params(piece, by_piece.get(n, {}))
+    for n in parsed.pieces:
+        piece, p = REGISTRY[n], parsed.piece_params[n]
         if piece.kind == "reward":
             strat.reward.append((piece, p))
         elif piece.kind == "estimator":
-            if strat.estimator is not None:
-                raise ConfigError(f"strategy {spec!r} has two estimators ({strat.estimator[0].name}, {n}); use one")
             strat.estimator = (piece, p)
         elif piece.kind == "calibration":
             strat.calibrations.append((piece, p))
         elif piece.kind == "token":
             strat.token.append((piece, p))
         else:
-            if strat.sampling is not None:
-                raise ConfigError(f"strategy {spec!r} has two sampling calibrations; use one")
             strat.sampling = (piece, p)
-    if strat.estimator is None:
-        ests = sorted(k for k, v in PIECES.items() if v.kind == "estimator")
-        raise ConfigError(f"strategy {spec!r} has no estimator; add one of: {', '.join(ests)}")
-    if len(strat.reward) > 1:
-        raise ConfigError(f"strategy {spec!r} has more than one reward transform")
     return strat
-
-
-def _make_params(piece: Piece, values: dict[str, Any]):
-    from workbench.config import parse_value
-
-    fields = {f.name: f for f in dataclasses.fields(piece.params)}
-    bad = set(values) - set(fields)
-    if bad:
-        valid = ", ".join(f"{piece.name}.{f}" for f in fields) or "none"
-        raise ConfigError(f"unknown parameter(s) {', '.join(piece.name + '.' + b for b in sorted(bad))}; "
-                          f"valid parameters of {piece.name}: {valid}")
-    hints = get_type_hints(piece.params)
-    kwargs = {k: parse_value(v, hints[k], f"{piece.name}.{k}") for k, v in values.items()}
-    p = piece.params(**kwargs)
-    check = getattr(p, "validate", None)
-    if check:
-        check()
-    return p

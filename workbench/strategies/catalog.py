@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 
 def _p(default: Any, help: str) -> Any:
@@ -208,6 +208,120 @@ def split_composition(spec: str) -> list[str]:
     spec = spec.strip()
     comp = PRESETS[spec]["composition"] if spec in PRESETS else spec
     return [n.strip() for n in comp.split("+") if n.strip()]
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A parsed, validated strategy: what ``parse_strategy`` returns and both the engine
+    (``build_strategy``) and the dashboard's forms use."""
+
+    spec: str                                  # the preset name or composition as given
+    pieces: tuple[str, ...]                    # piece names, in composition order
+    piece_params: dict[str, Any]               # piece -> its params dataclass (validated)
+    loss: dict[str, Any]                       # loss overrides: the preset's, then the given ones
+    optim: dict[str, Any]                      # optimiser overrides (updates_per_batch)
+    values: dict[str, Any]                     # the given "piece.param" keys, typed
+
+
+def parse_strategy(spec: Any, params: dict[str, Any] | None = None) -> StrategySpec:
+    """The one parser of a strategy spec and its dotted parameters (torch-free).
+
+    ``spec``: a preset name or pieces joined by '+' (exactly one estimator, at most one
+    reward transform and one sampling calibration, no piece twice). ``params``:
+    ``{"piece.param": value}`` for the spec's pieces, ``loss.<field>`` (or ``clip.<field>``)
+    for loss overrides, ``optim.updates_per_batch``. Values may be strings (parsed to the
+    field's type). Raises ConfigError (UnknownNameError for unknown names) naming what is
+    wrong and what is valid.
+    """
+    from workbench.config import LossConfig, parse_value
+    from workbench.errors import ConfigError, UnknownNameError
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError("strategy: choose a preset (e.g. grpo, bbg) or type a composition such as "
+                          "grpo+negative_only")
+    spec = spec.strip()
+    comp = PRESETS[spec]["composition"] if spec in PRESETS else spec
+    names = [n.strip() for n in comp.split("+")]
+    if any(not n for n in names):
+        raise ConfigError(f"strategy {spec!r}: empty piece name (join pieces with a single '+')")
+    unknown = [n for n in names if n not in PIECES]
+    if unknown:
+        raise UnknownNameError("strategy", spec if len(names) == 1 else ", ".join(unknown), [*PRESETS, *PIECES],
+                               f"unknown piece(s) {', '.join(unknown)}. Use a preset, or join pieces with '+', "
+                               "e.g. 'grpo+negative_only'")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"strategy {spec!r} repeats a piece")
+    kinds = [PIECES[n].kind for n in names]
+    ests = [n for n in names if PIECES[n].kind == "estimator"]
+    if not ests:
+        valid = sorted(k for k, v in PIECES.items() if v.kind == "estimator")
+        raise ConfigError(f"strategy {spec!r} has no estimator; add one of: {', '.join(valid)} "
+                          "(a strategy needs exactly one estimator)")
+    if len(ests) > 1:
+        raise ConfigError(f"strategy {spec!r} has two estimators ({', '.join(ests)}); use one "
+                          "(a strategy needs exactly one estimator)")
+    if kinds.count("reward") > 1:
+        raise ConfigError(f"strategy {spec!r} has more than one reward transform")
+    if kinds.count("sampling") > 1:
+        raise ConfigError(f"strategy {spec!r} has two sampling calibrations; use one")
+
+    loss: dict[str, Any] = dict(PRESETS[spec]["loss"]) if spec in PRESETS else {}
+    optim: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    raw: dict[str, dict[str, Any]] = {}
+    loss_hints = get_type_hints(LossConfig)
+    for key, value in dict(params or {}).items():
+        key = str(key).strip()
+        piece, _, pname = key.partition(".")
+        if piece in LOSS_PREFIXES:
+            if pname not in loss_hints:
+                raise ConfigError(f"strategy parameter {key!r}: the loss has no field {pname!r}; "
+                                  f"valid: {', '.join(f'loss.{f}' for f in loss_hints)}")
+            loss[pname] = values[key] = _no_nan(parse_value(value, loss_hints[pname], key), key)
+            continue
+        if piece == "optim":
+            if pname not in OPTIM_OVERRIDES:
+                raise ConfigError(f"strategy parameter {key!r}: a strategy can override only "
+                                  f"{', '.join(f'optim.{f}' for f in OPTIM_OVERRIDES)}; set other optimiser "
+                                  f"fields in the run's config ({key}=... outside the strategy)")
+            optim[pname] = values[key] = parse_value(value, OPTIM_OVERRIDES[pname], key)
+            if pname == "updates_per_batch" and optim[pname] < 1:
+                raise ConfigError(f"strategy parameter {key!r} = {optim[pname]} is not allowed: expected >= 1")
+            continue
+        if piece not in names:
+            raise ConfigError(f"strategy parameter {key!r}: piece {piece!r} is not part of {spec!r} "
+                              f"(its pieces: {', '.join(names)}; loss overrides go as 'loss.<field>', "
+                              f"optimiser overrides as 'optim.updates_per_batch')")
+        raw.setdefault(piece, {})[pname] = value
+    piece_params: dict[str, Any] = {}
+    for n in names:
+        cls = PIECES[n].params
+        fields = [f.name for f in dataclasses.fields(cls)]
+        given = raw.get(n, {})
+        bad = sorted(set(given) - set(fields))
+        if bad:
+            valid = ", ".join(f"{n}.{f}" for f in fields) or "none"
+            raise ConfigError(f"unknown parameter(s) {', '.join(n + '.' + b for b in bad)}; "
+                              f"valid parameters of {n}: {valid}")
+        hints = get_type_hints(cls)
+        typed = {k: _no_nan(parse_value(v, hints[k], f"{n}.{k}"), f"{n}.{k}") for k, v in given.items()}
+        values.update({f"{n}.{k}": v for k, v in typed.items()})
+        p = cls(**typed)
+        check = getattr(p, "validate", None)
+        if check:
+            check()
+        piece_params[n] = p
+    order = [str(k).strip() for k in dict(params or {})]
+    values = {k: values[k] for k in order if k in values}          # as given
+    return StrategySpec(spec, tuple(names), piece_params, loss, optim, values)
+
+
+def _no_nan(v: Any, key: str) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"{key} = nan is not a valid value")
+    return v
 
 
 def describe_params(name: str) -> dict[str, dict[str, Any]]:
