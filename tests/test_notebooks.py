@@ -4,8 +4,11 @@ virtual environment's own kernel; notebooks are committed without outputs."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,34 +34,141 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear the outputs before committing"
 
 
-RUNNER = """
-import sys, nbformat, nbclient
-src, dst, cwd = sys.argv[1:4]
-nb = nbformat.read(src, as_version=4)
-nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
-client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": cwd}})
-try:
-    client.execute()
-finally:
-    nbformat.write(nb, dst)
-"""
+RUNNER = Path(__file__).with_name("notebook_runner.py")
+NOTEBOOK_TIMEOUT_S = 300       # the slowest notebook takes about 30 s at the small size on 2 busy cores
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path):
     # Each notebook runs from a fresh Python process: a kernel client inside the long-lived
     # pytest process (after torch, gradio and asyncio users have run in it) was seen to hang
-    # with the kernel idle.
+    # with the kernel idle. The runner's watchdog fails a cell whose kernel stays idle for
+    # 60 s, with the kernel's last messages and stacks.
     env = {**os.environ, "WORKBENCH_NOTEBOOK_SMALL": "1", "WORKBENCH_WORKSPACE": str(tmp_path / "runs"),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}      # tiny tensors: a second thread only waits
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",   # tiny tensors: a second thread only waits
+           "WORKBENCH_NB_CELL_TIMEOUT": "240"}
     out = tmp_path / path.name
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(path), str(out), str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, f"{path.name} failed:\n{proc.stderr[-4000:]}"
+    rc, err = run_runner(path, out, tmp_path, env)
+    assert rc == 0, f"{path.name} failed:\n{err[-6000:]}"
     nb = nbformat.read(out, as_version=4)
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream").strip()
     assert Path(printed).resolve() == Path(sys.executable).resolve(), "the notebook ran in another Python's kernel"
     assert _figures(nb) >= 3, f"{path.name} drew {_figures(nb)} plotly figures"
+    if "to_store(" in _code(path) or "Session(" in _code(path):           # its runs are in the given store
+        assert (tmp_path / "runs" / "store.sqlite").is_file(), f"{path.name} wrote no run to $WORKBENCH_WORKSPACE"
+    assert not (ROOT / "notebooks" / "runs").exists(), "a notebook wrote a run store inside notebooks/"
+
+
+def run_runner(path: Path, out: Path, cwd: Path, env: dict, timeout: float = NOTEBOOK_TIMEOUT_S) -> tuple[int, str]:
+    """Run tests/notebook_runner.py in a session of its own; past `timeout` kill it and every
+    process it started (the kernel runs in a session of its own too) and return its output."""
+    proc = subprocess.Popen([sys.executable, str(RUNNER), str(path), str(out), str(cwd)], env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, output
+    except subprocess.TimeoutExpired:
+        for pid in reversed(_descendants(proc.pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        output, _ = proc.communicate()
+        return -9, f"{output}\n[killed after {timeout:.0f} s with everything it started]"
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def test_a_hung_cell_fails_within_a_minute_with_the_kernels_last_message(tmp_path):
+    """The watchdog: a cell that waits forever (kernel idle, client waiting) fails after the
+    stall limit, reports the kernel's last message and where its main thread waits, and
+    leaves no kernel behind."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("print('first cell ran')"),
+                nbformat.v4.new_code_cell("import threading\nnever = threading.Event()\n"
+                                          "print('about to wait')\nnever.wait()")]
+    src = tmp_path / "hang.ipynb"
+    nbformat.write(nb, src)
+    env = {**os.environ, "WORKBENCH_NB_STALL": "5", "OMP_NUM_THREADS": "1"}
+    started = time.monotonic()
+    rc, err = run_runner(src, tmp_path / "out.ipynb", tmp_path, env, timeout=120)
+    assert rc == 3, err[-3000:]
+    assert time.monotonic() - started < 60
+    assert "stalled: the kernel used no CPU and sent nothing for 5 s" in err
+    assert "stream: about to wait" in err                     # the kernel's last message
+    assert "never.wait()" in err and "kernel stacks:" in err  # where the kernel's main thread waits
+    pid = int(re.search(r"pid (\d+) S \(sleeping\).*ipykernel_launcher", err).group(1))
+    time.sleep(0.5)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_a_kernels_own_output_never_blocks_when_nobody_reads_the_runners_pipes(tmp_path):
+    """ipykernel echoes C-level output to the stdout/stderr it inherited. When those were the
+    runner's pipes and the caller did not drain them, 64 KiB later the kernel blocked in
+    write(): kernel and client idle, the cell never finishing. The runner gives the kernel
+    a file instead."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("import os\nos.write(2, b'x' * 300_000)\nprint('written')")]
+    src, out = tmp_path / "loud.ipynb", tmp_path / "loud.out.ipynb"
+    nbformat.write(nb, src)
+    env = {**os.environ, "WORKBENCH_NB_STALL": "20", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(RUNNER), str(src), str(out), str(tmp_path)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        rc = proc.wait(timeout=90)                   # nobody reads the pipes meanwhile
+    except subprocess.TimeoutExpired:
+        for pid in reversed(_descendants(proc.pid)):
+            os.kill(pid, signal.SIGKILL)
+        rc = None
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.stderr.close()
+    assert rc == 0, err[-3000:]
+    cell = nbformat.read(out, as_version=4).cells[0]
+    assert "written" in "".join(o.get("text", "") for o in cell.outputs)
+
+
+def test_notebooks_store_runs_where_the_cli_and_dashboard_look(monkeypatch, tmp_path):
+    """A kernel starts in notebooks/: a plain "runs" would make a second store there. The
+    notebooks take the checkout's runs/ (the CLI's default at the checkout's root), or
+    $WORKBENCH_WORKSPACE."""
+    from workbench.paths import notebook_workspace
+
+    monkeypatch.delenv("WORKBENCH_WORKSPACE", raising=False)
+    monkeypatch.chdir(ROOT / "notebooks")
+    assert notebook_workspace() == ROOT / "runs"
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "elsewhere"))
+    assert notebook_workspace() == tmp_path / "elsewhere"
+    for path in NOTEBOOKS:
+        code = _code(path)
+        if any(w in code for w in ("to_store(", "Session(", "RunStore(")):
+            assert "WORKSPACE = notebook_workspace()" in code, f"{path.name}: store runs in notebook_workspace()"
+        assert '"runs")' not in code and "'runs')" not in code, f"{path.name}: a relative runs/ lands in notebooks/"
+
+
+def _code(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
 
 
 def _figures(nb) -> int:

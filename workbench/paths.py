@@ -17,3 +17,18 @@ MODELS_DIR = DATA_DIR / "models"
 
 #: The default run store folder (relative to the working directory).
 DEFAULT_WORKSPACE = Path(os.environ.get("WORKBENCH_WORKSPACE", "runs"))
+
+#: The source checkout this package runs from (None for an installed copy).
+_ROOT = Path(__file__).resolve().parents[1]
+CHECKOUT = _ROOT if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "workbench").is_dir() else None
+
+
+def notebook_workspace() -> Path:
+    """The run store a notebook writes to: ``$WORKBENCH_WORKSPACE`` when set, else the
+    checkout's ``runs/`` (the store ``make run`` and the CLI started at the checkout's root
+    use, so the dashboard shows the notebooks' runs), else ``./runs``. A notebook's kernel
+    starts in ``notebooks/``, so a plain ``"runs"`` would put a second store there."""
+    env = os.environ.get("WORKBENCH_WORKSPACE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (CHECKOUT / "runs") if CHECKOUT is not None else Path("runs").resolve()
