@@ -193,6 +193,8 @@ def build_strategy(spec: str, params: dict[str, Any] | None = None) -> Strategy:
     loss overrides, ``{"optim.updates_per_batch": 4}`` for the updates per batch). A preset's
     loss overrides replace the run's config values; parameters given here replace both.
     Parsing and validation are ``catalog.parse_strategy``'s, shared with the dashboard."""
+    from workbench.strategies import pieces  # noqa: F401  (registers every implementation)
+
     parsed = parse_strategy(spec, params)
     spec = parsed.spec
     missing = [n for n in parsed.pieces if n not in REGISTRY]
