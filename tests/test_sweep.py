@@ -21,6 +21,7 @@ from workbench.store import RunStore
 from workbench.store._experiments import ExperimentStore
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fake_experiment
 #: Tiny runs: 4 prompts × 4 samples, 8 evaluation problems × 8 samples, no 'seen' split.
 TINY = {"rollout.group_size": "4", "rollout.prompts_per_step": "4", "eval.n": "8", "eval.max_problems": "8",
         "eval.seen_problems": "0", "eval.every": "0", "eval.samples_kept": "1"}
@@ -219,7 +220,48 @@ def test_threads_per_run_reach_torch(monkeypatch):
                     reason="starting Ray takes 10-30 s: set WORKBENCH_TEST_RAY=1 to run the Ray backend test")
 def test_sweep_on_a_local_ray_instance(tmp_path):
     pytest.importorskip("ray")
-    res = run_sweep(tmp_path / "ws", "ray2", strategies=["grpo", "bbg"], seeds=1, steps=2, sets=TINY, parallel=2,
-                    backend="ray")
-    assert res.ok and len(res.run_ids) == 2
-    assert {o.action for o in res.outcomes} == {"fresh"}
+    for storage in ("shared", "per-run"):
+        ws = tmp_path / storage
+        res = run_sweep(ws, "ray2", strategies=["grpo", "bbg"], seeds=1, steps=2, sets=TINY, parallel=2,
+                        backend="ray", ray_storage=storage)
+        assert res.ok and len(res.run_ids) == 2 and {o.action for o in res.outcomes} == {"fresh"}
+        store = ExperimentStore(ws)
+        assert all(store.get_run(r)["last_step"] == 2 for r in res.run_ids)
+        assert not (ws / "parts").exists() or not any((ws / "parts").iterdir())
+
+
+def test_merge_workspaces_keeps_every_row_and_renumbers_ids(tmp_path):
+    """`workbench runs --merge`: runs trained in another workspace (another machine, a Ray
+    task's own workspace) arrive with every row, their checkpoints and their experiment."""
+    import fake_experiment as fx
+
+    src = fx.fill(tmp_path / "src")
+    src.record_checkpoint("fake-grpo-s0", 3, src.root / "checkpoints" / "fake-grpo-s0" / "step-3")
+    (src.root / "checkpoints" / "fake-grpo-s0" / "step-3").mkdir(parents=True)
+    (src.root / "checkpoints" / "fake-grpo-s0" / "step-3" / "weights.bin").write_bytes(b"w")
+    dst = ExperimentStore(tmp_path / "dst")
+    dst.create_run({"x": 1}, run_id="local")
+    dst.write_evaluation("local", 0, "base", "eval", {"eval/pass@1": 0.1}, [{"problem_id": "q", "n": 2, "c": 1}])
+    res = _cli("runs", "--workspace", str(dst.root), "--merge", str(src.root), "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)[0]
+    assert sorted(out["runs"]) == sorted(f"fake-{s}-s{i}" for s in ("grpo", "bbg") for i in range(3))
+    assert out["experiments"] == ["fake"]
+    for rid in out["runs"]:
+        assert dst.scalars(rid) == src.scalars(rid)
+        ev_d, ev_s = dst.evaluations(rid), src.evaluations(rid)
+        assert [(e["step"], e["label"], e["summary"]) for e in ev_d] == [(e["step"], e["label"], e["summary"]) for e in ev_s]
+        assert [dst.eval_problems(rid, e["eval_id"]) for e in ev_d] == [src.eval_problems(rid, e["eval_id"]) for e in ev_s]
+        assert dst.get_run(rid)["status"] == "finished"
+    assert dst.evaluations("local")[0]["eval_id"] not in {e["eval_id"] for r in out["runs"] for e in dst.evaluations(r)}
+    ck = dst.checkpoints("fake-grpo-s0")
+    assert len(ck) == 1 and (Path(ck[0]["path"]) / "weights.bin").read_bytes() == b"w"
+    assert Path(ck[0]["path"]).resolve().is_relative_to((tmp_path / "dst").resolve())
+    rows = an.figure_table(dst, an.load(dst, "fake"), "eval", 8, "grpo")
+    assert rows[1].effects["pass@8"].mean == pytest.approx(0.08)
+    again = _cli("runs", "--workspace", str(dst.root), "--merge", str(src.root))
+    assert again.returncode == 2 and "already exist" in again.stderr and "--skip-existing" in again.stderr
+    from workbench.store.merge import merge_workspace
+
+    skip = merge_workspace(dst, src.root, skip_existing=True)
+    assert skip["runs"] == [] and len(skip["skipped"]) == 6

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default="runs", help="run store folder (default: runs)")
     p.add_argument("--export", metavar="RUN", help="export this run's per-step scalars")
     p.add_argument("--out", help="export path (.csv or .parquet; default: <RUN>.csv)")
+    p.add_argument("--merge", action="append", default=[], metavar="WORKSPACE",
+                   help="copy the runs (rows, checkpoints, experiments) of another workspace into this one")
+    p.add_argument("--skip-existing", action="store_true", help="with --merge: leave runs already here as they are")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     p = sub.add_parser("export", help="write a run's adapter (or merged model) with its tokenizer and a model card")
@@ -283,6 +286,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from workbench.store import RunStore
 
     store = RunStore(args.workspace)
+    if args.merge:
+        from workbench.store.merge import merge_workspace
+
+        merged = [{"source": src, **merge_workspace(store, src, skip_existing=args.skip_existing)} for src in args.merge]
+        for m in merged if not args.json else []:
+            print(f"merged {len(m['runs'])} run(s) from {m['source']}"
+                  + (f" (kept {len(m['skipped'])} already here)" if m["skipped"] else "")
+                  + (f"; experiments: {', '.join(m['experiments'])}" if m["experiments"] else ""))
+        if args.json:
+            print(json.dumps(merged, indent=2))
+        return 0
     if args.export:
         out = Path(args.out or f"{args.export}.csv")
         path = store.export(args.export, out)

@@ -38,6 +38,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="local: a process pool on this machine; ray: one Ray task per run")
     p.add_argument("--address", default=None, help="with --backend ray: the Ray cluster address (default: start "
                                                     "a local Ray instance, or $RAY_ADDRESS)")
+    p.add_argument("--ray-storage", choices=("shared", "per-run"), default="shared",
+                   help="with --backend ray: write every run to the workspace (shared, needs a filesystem where "
+                        "SQLite locking works on every node) or each to <workspace>/parts/<run>, merged when it "
+                        "finishes (per-run)")
     p.add_argument("--dry-run", action="store_true", help="print the planned runs and their commands; run nothing")
     p.add_argument("--json", action="store_true", help="print the experiment id and run ids as JSON")
 
@@ -108,7 +112,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              f"in {sweep.workspace}")
     try:
         result = sweep.run(parallel=args.parallel, threads=args.threads, backend=args.backend, address=args.address,
-                           echo=echo)
+                           echo=echo, ray_storage=args.ray_storage)
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: workbench sweep --resume {sweep.exp_id} --workspace {args.workspace}",
               file=sys.stderr)

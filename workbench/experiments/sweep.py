@@ -14,7 +14,8 @@ Backends:
   oversubscribe. On Linux each child is killed with the sweep (``PR_SET_PDEATHSIG``), so
   a killed sweep leaves no trainer behind; ``resume`` then continues every unfinished
   run from its last checkpoint (``workbench train --resume``) and keeps finished ones.
-- ``ray``: one Ray task per run (``workbench.experiments.ray_backend``).
+- ``ray``: one Ray task per run (``workbench.experiments.ray_backend``), writing to the
+  shared workspace or (``ray_storage="per-run"``) each to its own, merged when it finishes.
 """
 
 from __future__ import annotations
@@ -344,7 +345,8 @@ class Sweep:
 
     # ------------------------------------------------------------------ run
     def run(self, parallel: int | None = None, threads: int = 1, backend: str = "local",
-            address: str | None = None, echo: Callable[[str], None] | None = None) -> SweepResult:
+            address: str | None = None, echo: Callable[[str], None] | None = None,
+            ray_storage: str = "shared") -> SweepResult:
         """Run every unfinished planned run; returns when all have ended (finished or not)."""
         if backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -360,7 +362,8 @@ class Sweep:
         if backend == "ray":
             from workbench.experiments.ray_backend import run_jobs_on_ray
 
-            done = run_jobs_on_ray(self, jobs, threads=threads, address=address, parallel=parallel, echo=echo)
+            done = run_jobs_on_ray(self, jobs, threads=threads, address=address, parallel=parallel, echo=echo,
+                                   storage=ray_storage)
         else:
             done = self._run_local(jobs, parallel or default_parallel(threads), threads, echo)
         order = {r["run_id"]: i for i, r in enumerate(self.planned())}
@@ -471,7 +474,7 @@ def run_sweep(workspace: str | os.PathLike, name: str, strategies: Sequence[str]
               steps: int = 100, sets: Mapping[str, Any] | None = None, grid: Mapping[str, Sequence[Any]] | None = None,
               resume: bool = False, parallel: int | None = None, threads: int = 1, backend: str = "local",
               address: str | None = None, echo: Callable[[str], None] | None = None,
-              command: str | None = None) -> SweepResult:
+              command: str | None = None, ray_storage: str = "shared") -> SweepResult:
     """Create (or with ``resume``, continue) experiment ``name`` and run it; the CLI's
     ``workbench sweep`` is this function."""
     if resume:
@@ -481,7 +484,8 @@ def run_sweep(workspace: str | os.PathLike, name: str, strategies: Sequence[str]
                          {str(k): str(v) for k, v in (sets or {}).items()},
                          {str(k): [str(v) for v in vs] for k, vs in (grid or {}).items()})
         sw = Sweep.create(workspace, spec, command=command)
-    return sw.run(parallel=parallel, threads=threads, backend=backend, address=address, echo=echo)
+    return sw.run(parallel=parallel, threads=threads, backend=backend, address=address, echo=echo,
+                  ray_storage=ray_storage)
 
 
 def describe(result: SweepResult) -> str:
