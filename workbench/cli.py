@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--max-new-tokens", type=int, default=0, help="0 = the task's default")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="weights dtype (default: the run's, or auto: bfloat16 on a GPU, float32 on a CPU)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the run's, or auto)")
     p.add_argument("--workspace", default="runs", help="run store folder (with --run)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -236,33 +239,49 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from workbench.config import ModelConfig
     from workbench.evaluation import evaluate_model
+    from workbench.models.memory import check_evaluation, model_shape
     from workbench.tasks import get_task
 
-    ks = [int(k) for k in args.ks.split(",") if k.strip()] if args.ks else None
-    if ks and max(ks) > args.n:
-        raise ConfigError(f"--n {args.n} is smaller than the largest k in --ks ({max(ks)}); raise --n or drop k > {args.n}")
-    if args.n < 1:
-        raise ConfigError(f"--n {args.n}: expected at least 1 sample per problem")
+    ks = _eval_ks(args)
+    # everything cheap is checked before a model loads: settings, the run, the task and its data
+    model_fields = {k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v is not None}
+    RunConfig(model=ModelConfig(**model_fields)).validate()  # --dtype / --device
+    run_cfg = None
     if args.run:
-        from workbench.session import load_run_policy
+        from workbench.store import RunStore
 
-        model, tok, run_cfg, info = load_run_policy(args.run, workspace=args.workspace, step=args.step)
-        task_name = args.task or run_cfg.task.name
-        params = json.loads(args.task_params) if args.task_params else (run_cfg.task.params if not args.task else {})
+        run = RunStore(args.workspace).get_run(args.run)
+        run_cfg = RunConfig.from_dict({k: v for k, v in run["config"].items() if k != "resolved"})
+    elif args.step is not None:
+        raise ConfigError(f"--step {args.step}: a checkpoint step applies only with --run RUN")
+    task_name = args.task or (run_cfg.task.name if run_cfg else "two_primes")
+    if args.task_params is not None:
+        params = _json_object(args.task_params, "--task-params")
     else:
-        from workbench.config import ModelConfig
-        from workbench.models.loading import load_model_and_tokenizer
-
-        model, tok, info = load_model_and_tokenizer(ModelConfig(name_or_path=args.model or "tiny-primes"))
-        task_name = args.task or "two_primes"
-        params = json.loads(args.task_params) if args.task_params else {}
+        params = run_cfg.task.params if run_cfg and not args.task else {}
     task = get_task(task_name, **params)
     problems = task.load_split(args.split)
     if args.max_problems:
         problems = problems[: args.max_problems]
+    if not problems:
+        raise ConfigError(f"--split {args.split!r} of task {task_name!r} has no problems to evaluate")
+    if args.run:
+        from workbench.session import load_run_policy
+
+        model, tok, run_cfg, info = load_run_policy(args.run, workspace=args.workspace, step=args.step,
+                                                    model=model_fields)
+    else:
+        from workbench.models.loading import load_model_and_tokenizer
+
+        model, tok, info = load_model_and_tokenizer(ModelConfig(name_or_path=args.model or "tiny-primes", **model_fields))
+    max_new_tokens = args.max_new_tokens or task.max_new_tokens
+    use_chat = bool(info["chat_template"])
+    check_evaluation(model_shape(model), tok, task, problems, args.n, max_new_tokens, EVAL_CHUNK, use_chat,
+                     info["device"])
     res = evaluate_model(model, tok, task, problems, n=args.n, ks=ks, seed=args.seed, temperature=args.temperature,
-                         max_new_tokens=args.max_new_tokens or task.max_new_tokens, use_chat=bool(info["chat_template"]))
+                         max_new_tokens=max_new_tokens, chunk_size=EVAL_CHUNK, use_chat=use_chat)
     s = res.summary
     out = {
         "model": info.get("source"), "run": args.run, "step": info.get("step"), "task": task_name, "split": args.split,
@@ -280,6 +299,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{task_name}/{args.split}: {len(problems)} problems x {args.n} samples")
         print("  " + _eval_line(s))
     return 0
+
+
+#: Most sequences ``workbench eval`` samples in one batched forward.
+EVAL_CHUNK = 1024
+
+
+def _eval_ks(args: argparse.Namespace) -> list[int] | None:
+    """Check the numeric options of ``eval``; return the k values of --ks (None = the default)."""
+    if args.n < 1:
+        raise ConfigError(f"--n {args.n} is not allowed: expected at least 1 sample per problem")
+    if not (0 < args.temperature < math.inf):
+        raise ConfigError(f"--temperature {args.temperature} is not allowed: expected a finite number > 0 "
+                          "(pass@k needs sampled completions; for near-greedy decoding use e.g. 0.1)")
+    for flag, value in (("--max-problems", args.max_problems), ("--max-new-tokens", args.max_new_tokens),
+                        ("--step", args.step)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} {value} is not allowed: expected a whole number >= 0")
+    if not args.ks:
+        return None
+    try:
+        ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(f"--ks {args.ks!r} is not allowed: expected comma-separated whole numbers, e.g. 1,8,64") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"--ks {args.ks!r} is not allowed: expected positive whole numbers, e.g. 1,8,64")
+    if max(ks) > args.n:
+        raise ConfigError(f"--n {args.n} is smaller than the largest k in --ks ({max(ks)}); raise --n or drop k > {args.n}")
+    return ks
+
+
+def _json_object(text: str, flag: str) -> dict:
+    """A JSON object given on the command line, or a ConfigError naming ``flag``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag} {text!r} is not valid JSON ({exc.msg} at character {exc.pos}); "
+                          f"give an object, e.g. {flag} '{{\"eval_size\": 8}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} {text!r} is a JSON {type(value).__name__}; expected an object of parameter "
+                          f"names and values, e.g. {flag} '{{\"eval_size\": 8}}'")
+    return value
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -121,28 +122,39 @@ class RunConfig:
     # ---------------------------------------------------------------- validation
     def validate(self) -> "RunConfig":
         """Raise ConfigError naming the first impossible field; return self."""
+        _check_types(self, RunConfig, "")
         r, o, l, e = self.rollout, self.optim, self.loss, self.eval
         _check(r.group_size >= 2, "rollout.group_size", r.group_size, "at least 2 (a group needs a baseline)")
         _check(r.prompts_per_step >= 1, "rollout.prompts_per_step", r.prompts_per_step, "at least 1")
         _check(r.max_new_tokens >= 0, "rollout.max_new_tokens", r.max_new_tokens, ">= 0 (0 = task default)")
-        _check(r.temperature > 0, "rollout.temperature", r.temperature, "> 0")
+        _check(0 < r.temperature < math.inf, "rollout.temperature", r.temperature, "a finite number > 0")
         _check(r.chunk_size >= 1, "rollout.chunk_size", r.chunk_size, ">= 1")
         _check(o.lr > 0 and math.isfinite(o.lr), "optim.lr", o.lr, "a positive finite number, e.g. 5e-4")
-        _check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0")
+        _check(0 <= o.weight_decay < math.inf, "optim.weight_decay", o.weight_decay, "a finite number >= 0")
         _check(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1/beta2", (o.beta1, o.beta2), "in [0, 1)")
         _check(o.max_grad_norm >= 0, "optim.max_grad_norm", o.max_grad_norm, ">= 0 (0 = off)")
         _check(o.updates_per_batch >= 1, "optim.updates_per_batch", o.updates_per_batch, ">= 1")
         _check(l.eps_low >= 0, "loss.eps_low", l.eps_low, ">= 0 (inf = no clipping)")
         _check(l.eps_high >= 0, "loss.eps_high", l.eps_high, ">= 0 (inf = no clipping)")
-        _check(l.kl_coef >= 0, "loss.kl_coef", l.kl_coef, ">= 0")
+        _check(0 <= l.kl_coef < math.inf, "loss.kl_coef", l.kl_coef, "a finite number >= 0")
+        _check(math.isfinite(l.entropy_coef), "loss.entropy_coef", l.entropy_coef, "a finite number")
         _check(l.ref_kl_every >= 0, "loss.ref_kl_every", l.ref_kl_every, ">= 0 (0 = never)")
         _check(l.aggregation in AGGREGATIONS, "loss.aggregation", l.aggregation, f"one of {', '.join(AGGREGATIONS)}")
         _check(self.lora.rank >= 1, "lora.rank", self.lora.rank, ">= 1")
+        _check(math.isfinite(self.lora.alpha) and self.lora.alpha > 0, "lora.alpha", self.lora.alpha,
+               "a finite number > 0")
         _check(0 <= self.lora.dropout < 1, "lora.dropout", self.lora.dropout, "in [0, 1)")
         _check(e.n >= 1, "eval.n", e.n, ">= 1")
         _check(e.every >= 0, "eval.every", e.every, ">= 0")
+        _check(0 < e.temperature < math.inf, "eval.temperature", e.temperature,
+               "a finite number > 0 (pass@k needs sampled completions; for near-greedy decoding use e.g. 0.1)")
+        _check(e.max_problems >= 0, "eval.max_problems", e.max_problems, ">= 0 (0 = the whole split)")
+        _check(e.seen_problems >= 0, "eval.seen_problems", e.seen_problems, ">= 0 (0 = none)")
+        _check(e.bank_cap >= 0, "eval.bank_cap", e.bank_cap, ">= 0 (0 = bank no modes)")
+        _check(e.samples_kept >= 0, "eval.samples_kept", e.samples_kept, ">= 0")
+        _check(0 <= self.seed < 2**63, "seed", self.seed, "a whole number in 0 .. 2**63-1")
         for k in e.ks:
-            _check(isinstance(k, int) and k >= 1, "eval.ks", e.ks, "positive integers")
+            _check(isinstance(k, int) and not isinstance(k, bool) and k >= 1, "eval.ks", e.ks, "positive integers")
         if e.ks and max(e.ks) > e.n:
             raise ConfigError(
                 f"eval.n = {e.n} is smaller than the largest k in eval.ks ({max(e.ks)}): pass@k needs n >= k. "
@@ -159,6 +171,11 @@ class RunConfig:
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
         _check(self.model.chat_template in ("auto", "on", "off"), "model.chat_template", self.model.chat_template, "auto, on or off")
         _check(self.model.dtype in ("auto", "float32", "bfloat16", "float16"), "model.dtype", self.model.dtype, "auto, float32, bfloat16 or float16")
+        _check(bool(DEVICE.fullmatch(self.model.device)), "model.device", self.model.device,
+               "auto, cpu, cuda, cuda:N (N = the GPU's index) or mps")
+        _check(bool(self.model.name_or_path.strip()), "model.name_or_path", self.model.name_or_path,
+               "an embedded model name, a local model folder or a Hub id")
+        _check(bool(self.task.name.strip()), "task.name", self.task.name, "a task family (see `workbench tasks`)")
         from workbench.trackers import check_report_to
 
         check_report_to(self.report_to)    # unknown names and missing packages, before anything starts
@@ -200,11 +217,32 @@ class RunConfig:
 
 
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_const")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{name} = {value!r} is not allowed: expected {expected}.")
+
+
+def _check_types(obj: Any, cls: type, prefix: str) -> None:
+    """Every section a dataclass of its type, every leaf of its field's type (a config built
+    in Python is not parsed, so ``RunConfig(rollout=5)`` or ``group_size="8"`` reach here)."""
+    if not isinstance(obj, cls):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'root'!r} is of type {type(obj).__name__}; "
+                          f"expected {cls.__name__} (or a mapping of its fields)")
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint, value, name = hints[f.name], getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(hint):
+            _check_types(value, hint, name + ".")
+        elif hint is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            _check(ok, name, value, "a number")
+        elif hint is int:
+            _check(isinstance(value, int) and not isinstance(value, bool), name, value, "a whole number")
+        elif hint in (str, dict, list):
+            _check(isinstance(value, hint), name, value, f"a {hint.__name__}")
 
 
 def _from_dict(cls: type, d: dict, prefix: str) -> Any:

@@ -42,6 +42,7 @@ from workbench.metrics import (
 )
 from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
+from workbench.models.memory import check_session as check_memory
 from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
 from workbench.store import RunStore
 from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
@@ -63,6 +64,9 @@ class Session:
             config = RunConfig()
         elif isinstance(config, dict):
             config = RunConfig.from_dict(config)
+        elif not isinstance(config, RunConfig):
+            raise ConfigError(f"Session(config): got {config!r} of type {type(config).__name__}; expected a RunConfig, "
+                              "a dict of config fields (RunConfig().to_dict() shows them) or None for the defaults")
         if overrides:
             config = config.override(overrides)
         self.config = config.validate()
@@ -104,6 +108,7 @@ class Session:
         self._steps_allowed: int | None = None          # "step N" while paused
         self._last_eval_step = -1
         self._last_ckpt_step = -1
+        check_memory(self)                              # sizes that cannot fit: refused before the run exists
         if _run_id is None:
             self.run_id = self.store.create_run(self.resolved_config(), name=cfg.name or None, strategy=cfg.strategy,
                                                 run_id=run_id)
@@ -588,12 +593,16 @@ class Session:
         return f"Session(run_id={self.run_id!r}, step={self.step_count}, strategy={self.config.strategy!r})"
 
 
-def load_run_policy(run_id: str, workspace: str | os.PathLike = "runs", step: int | None = None):
+def load_run_policy(run_id: str, workspace: str | os.PathLike = "runs", step: int | None = None,
+                    model: dict | None = None):
     """(model with the run's adapter at a checkpoint, tokenizer, RunConfig, info) for evaluation,
-    without touching the store. ``step`` None = the last checkpoint."""
+    without touching the store. ``step`` None = the last checkpoint; ``model`` overrides fields
+    of the run's model config (e.g. ``{"dtype": "bfloat16", "device": "cpu"}``)."""
     store = RunStore(workspace)
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict({k: v for k, v in run["config"].items() if k != "resolved"})
+    if model:
+        cfg = cfg.override({f"model.{k}": v for k, v in model.items()}).validate()
     cks = store.checkpoints(run_id)
     if step is not None:
         cks = [c for c in cks if c["step"] == step]

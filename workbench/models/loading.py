@@ -48,8 +48,17 @@ def pick_device(device: str) -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"model.device = {device!r} but no CUDA device is available; use 'cpu' or 'auto'")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"model.device = {device!r} but no CUDA device is available; use 'cpu' or 'auto'")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"model.device = {device!r} but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1}); use one of them or 'auto'")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("model.device = 'mps' but the Apple MPS backend is not available here; use 'cpu' or 'auto'")
+    elif device not in ("cpu", "mps"):
+        raise ConfigError(f"model.device = {device!r} is not allowed: expected auto, cpu, cuda, cuda:N or mps")
     return device
 
 
@@ -58,7 +67,10 @@ def pick_dtype(dtype: str, device: str):
 
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise ConfigError(f"model.dtype = {dtype!r} is not allowed: expected auto, {', '.join(dtypes)}")
+    return dtypes[dtype]
 
 
 def load_model_and_tokenizer(cfg: "ModelConfig"):

@@ -54,6 +54,12 @@ def gold_answer(answer: str) -> str | None:
     return canonical_number(answer)
 
 
+def _has_content(path: Path) -> bool:
+    """False for an empty file or one of blank lines (a CSV header alone counts as content)."""
+    with open(path, "rb") as f:
+        return any(line.strip() for line in f)
+
+
 class GSM8K(Task):
     """Parameters:
 
@@ -114,6 +120,9 @@ class GSM8K(Task):
         import datasets  # heavy: imported only when data is needed
 
         local = self._is_local()
+        if local and not _has_content(Path(self.path)):
+            raise TaskDataError(f"gsm8k data file {self.path} is empty (no records); point path= at a file with "
+                                f"{self.question_field!r} and {self.answer_field!r} records")
         try:
             if local:
                 builder = _BUILDERS[Path(self.path).suffix.lower()]
@@ -127,9 +136,16 @@ class GSM8K(Task):
                 sources = {k: datasets.load_dataset(self.path, self.config, split=s) for k, s in wanted.items()}
         except Exception as e:  # datasets raises many types: unreadable file, no network, no such id
             where = f"file {self.path}" if local else f"Hub dataset {self.path!r} (config={self.config!r})"
+            if "corresponds to no data" in str(e):  # e.g. a CSV with a header and no rows
+                raise TaskDataError(f"gsm8k data {where} has no records; point path= at data with "
+                                    f"{self.question_field!r} and {self.answer_field!r} records") from e
             hint = "check the file's format" if local else "check the id and config, or point path= at a local file"
             raise TaskDataError(f"cannot load gsm8k data from {where}: {type(e).__name__}: {e}; {hint}") from e
         problems = {k: self._problems(ds, k if len(sources) > 1 else None) for k, ds in sources.items()}
+        if not problems["train"]:
+            where = f"file {self.path}" if local else f"Hub dataset {self.path!r}"
+            raise TaskDataError(f"gsm8k data from {where} has no records; point path= at data with "
+                                f"{self.question_field!r} and {self.answer_field!r} records")
         if "eval" not in problems:
             rows = problems["train"]
             train_idx, eval_idx = holdout_indices(len(rows), self.eval_size, self.seed)
