@@ -27,8 +27,9 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class ModelConfig:
     name_or_path: str = _f("tiny-primes", "Embedded model name (data/models/<name>), a local folder, or a Hub id.")
-    dtype: str = _f("auto", "Weights dtype: auto (bfloat16 on a GPU, float32 on a CPU), float32, bfloat16, float16.")
-    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:N.")
+    dtype: str = _f("auto", "Weights dtype: auto (bfloat16 on a GPU, float32 on a CPU), float32, bfloat16, float16. "
+                            "The LoRA weights stay float32.")
+    device: str = _f("auto", "auto (cuda when available), cpu, cuda, cuda:N, mps.")
     chat_template: str = _f("auto", "auto (use the tokenizer's chat template when it has one), on, off.")
 
 
@@ -43,7 +44,7 @@ class LoraConfig:
 @dataclass
 class TaskConfig:
     name: str = _f("two_primes", "Task family (see `workbench tasks`).")
-    params: dict = _f({}, "Keyword parameters of the task family (e.g. path, verifier).")
+    params: dict = _f({}, "Keyword parameters of the task family (e.g. path, verifier, timeout; see `workbench tasks`).")
     train_split: str = _f("train", "Split whose problems are the RL training prompts.")
     eval_split: str = _f("eval", "Held-out split used at evaluation points.")
 
@@ -83,7 +84,8 @@ class EvalConfig:
     every: int = _f(10, "Evaluate every N training steps (0 = only at the start and the end).")
     n: int = _f(64, "Samples per evaluation problem.")
     ks: list = _f([], "k values of the Pass@k curve; empty = 1, 2, 4, ..., n.")
-    temperature: float = _f(1.0, "Evaluation sampling temperature.")
+    temperature: float = _f(1.0, "Evaluation sampling temperature, > 0 (pass@k needs sampled completions; "
+                                 "for near-greedy decoding use e.g. 0.1).")
     max_problems: int = _f(0, "Use at most this many evaluation problems (0 = the whole split).")
     seen_problems: int = _f(32, "Also evaluate this many training problems as a 'seen' split (0 = none).")
     seed: int = _f(1234, "Sampling seed of evaluations: the same at every evaluation point.")
