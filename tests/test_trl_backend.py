@@ -271,3 +271,35 @@ def test_bfloat16_model_trains_two_steps_on_both_backends(random_model_dir, tmp_
     assert any(float(p.detach().abs().max()) > 0 for p in lora_b)  # the adapter moved off its zero init
     base = [p for n, p in model.named_parameters() if "lora_" not in n and p.dim() == 2]
     assert base and all(p.dtype == torch.bfloat16 for p in base)
+
+
+def test_resume_from_the_last_usable_trl_checkpoint(tmp_path):
+    """Resume continues from TRL's checkpoint (optimiser, RNG, strategy, history); rows
+    after it are recomputed for the same prompts; an unusable newer checkpoint is skipped."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    wtrl.train_trl(_cfg(tmp_path, steps=2, checkpoint_every=1, strategy="nsr"), run_id="trl-resume")
+    store = RunStore(ws)
+    cks = store.checkpoints("trl-resume")
+    assert [c["step"] for c in cks] == [1, 2]
+    assert all((Path(c["path"]) / wtrl.STATE_FILE).is_file() for c in cks)
+    before = {(r["step"], r["problem_id"]) for r in store.step_problems("trl-resume")}
+    shutil.rmtree(cks[1]["path"])                      # the newest checkpoint is lost
+    run = wtrl.resume_trl("trl-resume", ws, steps=3)
+    assert run.trainer.state.global_step == 3 * 2      # two updates per rollout batch
+    assert run.trainer.wb_strategy.name == "nsr"       # the strategy in force at the checkpoint
+    steps = [s for s, _ in store.scalars("trl-resume", keys=["train/reward_mean"])["train/reward_mean"]]
+    assert steps == [1, 2, 3]
+    after = {(r["step"], r["problem_id"]) for r in store.step_problems("trl-resume")}
+    assert {x for x in after if x[0] <= 2} == before   # step 2 recomputed on the same prompts
+    assert [e["payload"]["from_step"] for e in store.events("trl-resume", kind="resumed")] == [1]
+    assert store.get_run("trl-resume")["status"] == "finished"
+    assert [c["step"] for c in store.checkpoints("trl-resume")][-1] == 3
+    with pytest.raises(ConfigError, match="trained by the workbench engine"):
+        from workbench.session import Session
+
+        sess = Session(workspace=str(tmp_path / "ws2"), run_id="eng", steps=0, **{
+            k: v for k, v in SMALL.items() if k != "checkpoint_every"})
+        sess.close()
+        wtrl.resume_trl("eng", tmp_path / "ws2")

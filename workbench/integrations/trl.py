@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 import warnings
@@ -63,7 +64,7 @@ except ImportError as exc:  # pragma: no cover - trl is an optional extra
                       f"(import failed: {exc})") from exc
 
 __all__ = ["LOSS_TYPES", "WorkbenchGRPOTrainer", "WorkbenchCallback", "check_trl_strategy", "trl_loss_settings",
-           "train_trl", "grpo_config"]
+           "train_trl", "resume_trl", "grpo_config"]
 
 #: The workbench's loss aggregation -> TRL's loss_type with the same normalisation.
 LOSS_TYPES = {"token_mean": "dapo", "seq_mean_token_mean": "grpo", "seq_sum_const": "dr_grpo"}
@@ -410,6 +411,10 @@ class TrlRun:
     def saved(self, s: int, path: Path) -> None:
         self.last_ckpt = s
         if self.is_main:
+            strat = self.trainer.wb_strategy
+            (Path(path) / STATE_FILE).write_text(json.dumps({
+                "step": s, "history": self.trainer.wb_history.to_json(), "strategy": strat.name,
+                "strategy_params": strat.params}))
             self.store.record_checkpoint(self.run_id, s, path)
             stored = next((c["stored_path"] for c in self.store.checkpoints(self.run_id) if c["step"] == s), str(path))
             self.store.add_event(self.run_id, s, "checkpoint", {"path": stored, "format": "trl"})
@@ -622,27 +627,85 @@ def train_trl(config: RunConfig | dict | None = None, *, run_id: str | None = No
     """Start a new run on TRL's GRPOTrainer and train it to ``config.steps``; returns the
     finished ``TrlRun`` (``run_id``, ``step_times``). Under ``accelerate launch`` every
     process calls this; only the main one touches the store."""
-    from datasets import Dataset
-
-    from workbench.models.loading import add_lora, load_model_and_tokenizer
-    from workbench.session import Session
-    from workbench.tasks import get_task
-
     if config is None:
         config = RunConfig()
     elif isinstance(config, dict):
         config = RunConfig.from_dict(config)
     if overrides:
         config = config.override(overrides)
-    cfg = config.validate()
+    return _train(config.validate(), trl_args, callbacks, verify, progress, new_run_id=run_id)
+
+
+def resume_trl(run_id: str, workspace: str | os.PathLike = "runs", *, trl_args: dict[str, Any] | None = None,
+               callbacks: list | tuple = (), verify=None, progress: bool = False, **overrides: Any) -> TrlRun:
+    """Continue a TRL-backend run from its last TRL checkpoint (optimiser, scheduler, RNG,
+    the step's strategy and per-problem history); store rows after it are dropped and
+    recomputed. ``overrides`` (dotted config fields) may change e.g. ``steps`` or ``strategy``."""
+    from workbench.store import RunStore
+
+    run = RunStore(workspace).get_run(run_id)
+    stored = {k: v for k, v in run["config"].items() if k != "resolved"}
+    if run["config"].get("resolved", {}).get("backend") != "trl":
+        raise ConfigError(f"run {run_id} was trained by the workbench engine; resume it without --backend trl")
+    cfg = RunConfig.from_dict(stored)
+    if overrides:
+        cfg = cfg.override(overrides)
+    cfg.workspace = str(workspace)
+    switch = "strategy" in overrides or "strategy_params" in overrides
+    return _train(cfg.validate(), trl_args, callbacks, verify, progress, resume_id=run_id, switch=switch)
+
+
+#: The workbench's part of a TRL checkpoint: store step, strategy in force, per-problem history.
+STATE_FILE = "workbench_state.json"
+
+
+def _last_trl_checkpoint(store, run_id: str) -> dict:
+    from workbench.errors import CheckpointError
+
+    problems = []
+    for ck in sorted(store.checkpoints(run_id), key=lambda c: c["step"], reverse=True):
+        path = Path(ck["path"])
+        try:
+            state = json.loads((path / STATE_FILE).read_text())
+            if not (path / "trainer_state.json").is_file():
+                raise FileNotFoundError(path / "trainer_state.json")
+        except (OSError, ValueError) as exc:
+            problems.append(f"step {ck['step']} ({path}): {exc}")
+            continue
+        return {"step": int(ck["step"]), "path": str(path), "stored": ck["stored_path"], "state": state}
+    raise CheckpointError(f"run {run_id} has no usable TRL checkpoint to resume from"
+                          + (": " + "; ".join(problems) if problems else " (none was recorded)")
+                          + ". Nothing in the store was changed.")
+
+
+def _train(cfg: RunConfig, trl_args, callbacks, verify, progress: bool, *, new_run_id: str | None = None,
+           resume_id: str | None = None, switch: bool = False) -> TrlRun:
+    from datasets import Dataset
+
+    from workbench.models.loading import add_lora, load_model_and_tokenizer
+    from workbench.session import Session
+    from workbench.store import RunStore
+    from workbench.tasks import get_task
+
     trl_args = parse_trl_args(trl_args or {})
     if progress:
         trl_args.setdefault("disable_tqdm", False)
-    strategy = build_strategy(cfg.strategy, cfg.strategy_params)
-    check_trl_strategy(strategy)   # before anything is written
+    check_trl_strategy(build_strategy(cfg.strategy, cfg.strategy_params))   # before anything is written
     state = process_state(cfg)
+    resume: dict | None = None
     if state.is_main_process:
-        session = Session(cfg, run_id=run_id)
+        if resume_id is None:
+            session = Session(cfg, run_id=new_run_id)
+        else:
+            store = RunStore(cfg.workspace)
+            lease = store.claim(resume_id)
+            try:
+                resume = _last_trl_checkpoint(store, resume_id)
+                session = Session(cfg, store=store, _run_id=resume_id)
+            except BaseException:
+                lease.release()
+                raise
+            session._lease = lease
         model, tok, info, task = session.model, session.tokenizer, session.model_info, session.task
         problems, max_new = session.train_problems, session.max_new_tokens
         rid = session.run_id
@@ -654,7 +717,7 @@ def train_trl(config: RunConfig | dict | None = None, *, run_id: str | None = No
         model = add_lora(model, cfg.lora, seed=cfg.seed)
         max_new = cfg.rollout.max_new_tokens or int(getattr(task, "max_new_tokens", 64))
         rid = None
-    rid = _broadcast(rid)
+    rid, resume = _broadcast((rid, resume))
     try:
         if session is not None:
             out_dir = session.store.checkpoint_dir(rid, 0).parent / "trl"
@@ -663,28 +726,47 @@ def train_trl(config: RunConfig | dict | None = None, *, run_id: str | None = No
         args = grpo_config(cfg, out_dir, max_new, info["device"], trl_args)
         use_chat = bool(info["chat_template"])
         dataset = Dataset.from_list(training_prompts(cfg, task, problems, use_chat))
+        strategy, params = cfg.strategy, dict(cfg.strategy_params)
+        if resume is not None and not switch:  # the strategy in force at the checkpoint
+            strategy, params = resume["state"]["strategy"], resume["state"].get("strategy_params") or {}
         if session is not None:
+            store, s0 = session.store, 0 if resume is None else resume["step"]
             resolved = session.resolved_config()
             resolved["resolved"].update({"backend": "trl", "trl": _jsonable(trl_args),
                                          "num_processes": state.num_processes})
-            session.store.update_config(rid, resolved)
-            session.store.add_event(rid, 0, "backend", {"backend": "trl", "num_processes": state.num_processes})
+            if resume is not None:
+                store.truncate_after(rid, s0)
+                session.step_count = s0
+                session.config.strategy, session.config.strategy_params = strategy, params
+            store.update_config(rid, resolved)
+            store.add_event(rid, s0, "backend", {"backend": "trl", "num_processes": state.num_processes})
             session.ensure_base()
+            if resume is not None:
+                if switch:
+                    session.set_strategy(strategy, **params)
+                store.set_strategy(rid, strategy)
+                store.add_event(rid, s0, "resumed", {"from_step": s0, "checkpoint": resume["stored"], "backend": "trl"})
             model.train()
         trainer = WorkbenchGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                                        wb_task=task, wb_problems=problems, wb_config=cfg, wb_strategy=strategy,
-                                       wb_verify=verify)
+                                       wb_strategy_params=params, wb_verify=verify)
     except BaseException as exc:
         if session is not None:
             TrlRun(None, session, rid, cfg).failed(exc)  # type: ignore[arg-type]
         raise
     run = TrlRun(trainer, session, rid, cfg)
+    if resume is not None:
+        s0 = resume["step"]
+        trainer.wb_history = SuccessHistory.from_json(resume["state"]["history"])
+        trainer.wb_step = run.step = run.last_ckpt = s0
+        if session is not None and any(e["step"] == s0 for e in session.store.evaluations(rid, label="policy")):
+            run.last_eval = s0
     trainer.remove_callback(PrinterCallback)  # it prints every log dict when the progress bar is off
     trainer.add_callback(WorkbenchCallback(run))
     for cb in callbacks:
         trainer.add_callback(cb)
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=None if resume is None else resume["path"])
     except BaseException as exc:
         run.failed(exc)
         raise
@@ -702,15 +784,18 @@ def cli_train(args, base: RunConfig | None, overrides: dict[str, Any]) -> int:
     ``accelerate launch`` runs this; only the main one prints)."""
     import sys
 
-    if args.resume:
-        raise ConfigError("--resume is not available with --backend trl yet: start a new run, or resume a TRL run "
-                          "with TRL itself from its checkpoint folder (<workspace>/checkpoints/<run>/trl/)")
     cfg = (base or RunConfig()).override(overrides) if overrides else (base or RunConfig())
     main = process_state(cfg).is_main_process
-    if main:
-        print(f"TRL backend: model {cfg.model.name_or_path}, task {cfg.task.name}, strategy {cfg.strategy}, "
-              f"{PartialState().num_processes} process(es)", flush=True)
-    run = train_trl(cfg, run_id=args.run_id, trl_args=args.trl, progress=not args.quiet and main)
+    if args.resume:
+        workspace = overrides.pop("workspace", "runs")
+        if main:
+            print(f"TRL backend: resuming run {args.resume}, {PartialState().num_processes} process(es)", flush=True)
+        run = resume_trl(args.resume, workspace, trl_args=args.trl, progress=not args.quiet and main, **overrides)
+    else:
+        if main:
+            print(f"TRL backend: model {cfg.model.name_or_path}, task {cfg.task.name}, strategy {cfg.strategy}, "
+                  f"{PartialState().num_processes} process(es)", flush=True)
+        run = train_trl(cfg, run_id=args.run_id, trl_args=args.trl, progress=not args.quiet and main)
     if main:
         status = run.store.get_run(run.run_id)["status"]
         evs = run.store.evaluations(run.run_id, label="policy", split="eval")
