@@ -15,8 +15,9 @@ for incorrect completions.
 
 Each call has a time limit (``timeout`` seconds, default 10): the verifier runs in a child
 process (``verifier_worker``) that is killed when a call passes the limit; that completion
-counts as unparsed (reward 0) and a ``verifier_timeout`` event is reported. ``timeout=0``
-calls the verifier in the training process itself, with no limit.
+counts as unparsed (reward 0) and a ``verifier_timeout`` event is reported. The child
+imports the verifier's module afresh, so state set in the training process does not reach
+it. ``timeout=0`` calls the verifier in the training process itself, with no limit.
 """
 
 from __future__ import annotations
