@@ -365,7 +365,7 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             return fn
 
         for btn, kind in ((b_csv, "csv"), (b_parquet, "parquet"), (b_evals, "evaluations")):
-            btn.click(export(kind), [run_select], [export_file], api_visibility="private")
+            btn.click(export(kind), [run_select], [export_file], api_visibility="private", show_progress="minimal")
 
         def pick_row(evt: gr.SelectData, rows):
             try:
@@ -374,7 +374,7 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             except (TypeError, IndexError, KeyError):
                 return gr.skip()
 
-        runs_df.select(pick_row, [runs_df], [run_select], api_visibility="private")
+        runs_df.select(pick_row, [runs_df], [run_select], api_visibility="private", show_progress="hidden")
 
         # ------------------------------------------------------------------ forms
         f_strategy.change(lambda s: (forms.strategy_doc(s), forms.param_rows(s)), f_strategy, [f_doc, f_params],
@@ -390,14 +390,14 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             try:
                 rid = ctl.start_run(form)
             except forms.FormError as exc:
-                return _warn(exc), gr.skip(), gr.skip()
+                return _warn(exc), gr.skip(), gr.skip(), gr.skip()
             gr.Info(f"started {rid}")
             msg = (f"Started **{rid}** (log: `{ctl.manager.logs / (rid + '.log')}`). It loads the model and evaluates "
                    "the base model first; the live view follows it.")
-            return msg, gr.update(choices=ctl.run_ids(), value=rid), gr.Tabs(selected="live")
+            return msg, gr.update(choices=ctl.run_ids(), value=rid), gr.Tabs(selected="live"), "live"
 
         b_start.click(on_start, [f_model, f_task, f_strategy, f_params, f_steps, f_G, f_B, f_every, f_n, f_lr, f_maxp,
-                                 f_seen, f_seed, f_name, f_extra], [start_msg, run_select, tabs],
+                                 f_seen, f_seed, f_name, f_extra], [start_msg, run_select, tabs, active_tab],
                       api_visibility="private")
 
         def command(kind):
@@ -411,7 +411,9 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
 
         for btn, kind in ((b_pause, "pause"), (b_resume, "resume"), (b_step, "step"), (b_eval, "evaluate"),
                           (b_ckpt, "checkpoint"), (b_stop, "stop")):
-            btn.click(command(kind), [run_select, step_n], [control_msg], api_visibility="private")
+            # no progress overlay: it flickered over the status line at every click
+            btn.click(command(kind), [run_select, step_n], [control_msg], api_visibility="private",
+                      show_progress="hidden")
 
         def ask_switch(run_id, strategy, rows, text, when, at):
             """Validate, then ask for confirmation (nothing is sent yet)."""
@@ -429,8 +431,10 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
             return msg, gr.update(visible=False)
 
         switch_inputs = [run_select, s_strategy, s_params, s_text, s_when, s_at]
-        b_switch.click(ask_switch, switch_inputs, [switch_msg, s_confirm, s_question], api_visibility="private")
-        b_confirm.click(do_switch, switch_inputs, [switch_msg, s_confirm], api_visibility="private")
+        b_switch.click(ask_switch, switch_inputs, [switch_msg, s_confirm, s_question], api_visibility="private",
+                       show_progress="hidden")
+        b_confirm.click(do_switch, switch_inputs, [switch_msg, s_confirm], api_visibility="private",
+                        show_progress="hidden")
         b_cancel.click(lambda: ("switch cancelled", gr.update(visible=False)), None, [switch_msg, s_confirm],
                        api_visibility="private")
 
