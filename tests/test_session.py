@@ -101,7 +101,11 @@ def test_commands_from_another_process_are_applied(tmp_path):
     gen = sess.run()
     next(gen)
     other.send_command(sess.run_id, "evaluate")
-    other.send_command(sess.run_id, "bogus")
+    with pytest.raises(ConfigError, match="unknown command 'bogus'"):   # refused at the sender ...
+        other.send_command(sess.run_id, "bogus")
+    with other._db.write() as c:                        # ... so written as an older version would
+        c.execute("INSERT INTO commands (run_id, kind, payload, status, created_at) "
+                  "VALUES (?, 'bogus', '{}', 'pending', 0)", (sess.run_id,))
     other.send_command(sess.run_id, "stop")
     rest = list(gen)
     assert rest == []                                   # stopped before step 2

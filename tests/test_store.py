@@ -285,10 +285,10 @@ def test_events(store: RunStore, run: str) -> None:
 
 def test_commands(store: RunStore, run: str) -> None:
     c1 = store.send_command(run, "pause")
-    c2 = store.send_command(run, "set_strategy", {"name": "iac", "params": {"alpha": 0.5}})
+    c2 = store.send_command(run, "set_strategy", {"strategy": "iac", "params": {"alpha": 0.5}})
     pend = store.pending_commands(run)
     assert [(c["id"], c["kind"], c["payload"], c["status"]) for c in pend] == [
-        (c1, "pause", {}, "pending"), (c2, "set_strategy", {"name": "iac", "params": {"alpha": 0.5}}, "pending")]
+        (c1, "pause", {}, "pending"), (c2, "set_strategy", {"strategy": "iac", "params": {"alpha": 0.5}}, "pending")]
     store.mark_command(c1, "applied", step=7, message="paused at step 7")
     store.mark_command(c2, "rejected", message="unknown strategy")
     assert store.pending_commands(run) == []
@@ -362,7 +362,7 @@ def test_second_process_reads_while_writing_and_sends_command(store: RunStore, r
         from workbench.store import RunStore
         s = RunStore({str(store.root)!r})
         first = s.scalars("r1", ["loss"])["loss"]
-        cmd = s.send_command("r1", "set_strategy", {{"name": "dlc"}})
+        cmd = s.send_command("r1", "set_strategy", {{"strategy": "dlc"}})
         deadline = time.time() + 30
         while s.last_step("r1") < 8 and time.time() < deadline:
             time.sleep(0.01)
@@ -378,7 +378,7 @@ def test_second_process_reads_while_writing_and_sends_command(store: RunStore, r
     assert got["first"][:3] == [[1, 1.5], [2, 3.0], [3, 4.5]]
     assert got["later"] == [[s, s * 1.5] for s in range(4, 9)]
     pending = store.pending_commands(run)
-    assert [(c["id"], c["kind"], c["payload"]) for c in pending] == [(got["cmd"], "set_strategy", {"name": "dlc"})]
+    assert [(c["id"], c["kind"], c["payload"]) for c in pending] == [(got["cmd"], "set_strategy", {"strategy": "dlc", "params": {}})]
 
 
 def test_reader_not_blocked_by_open_write_transaction(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ class RunManager:
             p.popen.kill()
             p.popen.wait(wait)
         try:  # a killed process cannot record its own end
-            if self.store.get_run(run_id)["status"] in ("running", "paused", "created"):
+            if self.store.get_run(run_id)["stored_status"] in ("running", "paused", "created"):
                 self.store.set_status(run_id, "stopped")
         except Exception:  # noqa: BLE001 - the run may not exist yet (killed while loading)
             pass

@@ -1,6 +1,9 @@
 """Checkpoint files: a folder per (run, step) holding the LoRA weights, the optimiser, the
 strategies' own state and the session state. Written into a temporary folder and renamed,
 so a checkpoint is either whole or absent; a failed write leaves earlier ones intact.
+A folder left half-written by a killed process (``step-N.tmp-PID``) is removed by
+``remove_partial`` when the run is resumed. ``read_checkpoint`` checks every file and
+names the one that is unreadable, so a resume can fall back to an earlier checkpoint.
 
     adapter.safetensors   trainable (LoRA) parameters by name
     optimizer.pt          AdamW state
@@ -13,6 +16,7 @@ so a checkpoint is either whole or absent; a failed write leaves earlier ones in
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -55,28 +59,66 @@ def write_checkpoint(final: Path, model, optimizer, strategy_states: dict, state
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, and torch's / safetensors' own errors on a full disk
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"could not write the checkpoint to {final}: {exc}. The store and earlier "
-                              f"checkpoints are intact; free disk space or fix permissions, then checkpoint again") from exc
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "space" in str(exc).lower() \
+            or "write failed" in str(exc).lower()
+        remedy = ("free disk space (or point --workspace at a larger disk)" if full
+                  else "free disk space or fix the folder's permissions")
+        raise CheckpointError(f"could not write the checkpoint to {final}: {type(exc).__name__}: {exc}. The store "
+                              f"and earlier checkpoints are intact; {remedy}, then checkpoint again") from exc
     return final
+
+
+def remove_partial(folder: Path) -> list[Path]:
+    """Remove ``step-N.tmp-PID`` folders a killed writer left in ``folder``; returns them."""
+    gone = []
+    if folder.is_dir():
+        for tmp in sorted(folder.glob("step-*.tmp-*")):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+                gone.append(tmp)
+    return gone
 
 
 def is_complete(path: Path) -> bool:
     return (path / "state.json").is_file() and (path / "adapter.safetensors").is_file()
 
 
+#: Fields state.json must have.
+STATE_FIELDS = ("step", "history", "torch_rng")
+
+
 def read_checkpoint(path: Path, device: str = "cpu") -> CheckpointData:
+    """Every file of the checkpoint, checked; CheckpointError naming the file that is not right."""
     from safetensors.torch import load_file
 
+    def read(name: str, load):
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path} is incomplete: {f} is missing")
+        try:
+            return load(f)
+        except Exception as exc:  # noqa: BLE001 - each library has its own error types
+            raise CheckpointError(f"checkpoint file {f} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+    weights = read("adapter.safetensors", lambda f: load_file(str(f)))
+    state = read("state.json", lambda f: json.loads(f.read_text()))
+    if not isinstance(state, dict) or any(k not in state for k in STATE_FIELDS):
+        raise CheckpointError(f"checkpoint file {path / 'state.json'} lacks "
+                              f"{', '.join(STATE_FIELDS)} (found {sorted(state) if isinstance(state, dict) else state!r})")
     try:
-        weights = load_file(str(path / "adapter.safetensors"))
-        state = json.loads((path / "state.json").read_text())
-        opt = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
-        strat = (torch.load(path / "strategy_state.pt", map_location=device, weights_only=True)
-                 if (path / "strategy_state.pt").is_file() else {})
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from exc
+        int(state["step"])
+        torch.tensor(state["torch_rng"], dtype=torch.uint8)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint file {path / 'state.json'} has a bad step or RNG state: {exc}") from exc
+    opt = read("optimizer.pt", lambda f: torch.load(f, map_location=device, weights_only=True))
+    if not isinstance(opt, dict) or "state" not in opt or "param_groups" not in opt:
+        raise CheckpointError(f"checkpoint file {path / 'optimizer.pt'} is not an optimiser state")
+    strat = (read("strategy_state.pt", lambda f: torch.load(f, map_location=device, weights_only=True))
+             if (path / "strategy_state.pt").exists() else {})
+    if not isinstance(strat, dict):
+        raise CheckpointError(f"checkpoint file {path / 'strategy_state.pt'} is not a strategy state")
     return CheckpointData(weights, opt, strat, state)
 
 

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a LoRA adapter with RLVR (progress bar, evaluations, checkpoints)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (other options override its config)")
+    p.add_argument("--apply-pending", action="store_true",
+                   help="with --resume: apply the commands sent while no trainer ran (default: they are expired)")
     p.add_argument("--config", metavar="FILE", help="a JSON file with a (partial) run config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config field (rollout.group_size=8) or a strategy parameter (grpo.eps=1e-6)")
@@ -164,8 +166,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         return cli_train(args, base, overrides)
     if args.resume:
         workspace = overrides.pop("workspace", "runs")
-        sess = Session.resume(args.resume, workspace=workspace, **overrides)
+        sess = Session.resume(args.resume, workspace=workspace, apply_pending=args.apply_pending, **overrides)
         print(f"resuming run {sess.run_id} at step {sess.step_count}")
+        for msg in sess.checkpoint_warnings:
+            print(f"warning: {msg}", file=sys.stderr)
+        if sess.expired_commands:
+            print(f"expired {len(sess.expired_commands)} command(s) sent while no trainer ran this run: "
+                  f"{_commands_text(sess.expired_commands)}. Send them again, or resume with --apply-pending "
+                  "to apply such commands.", file=sys.stderr)
+        if sess.pending_commands:
+            print(f"applying {len(sess.pending_commands)} command(s) sent while no trainer ran "
+                  f"(--apply-pending): {_commands_text(sess.pending_commands)}")
     else:
         sess = Session(base or RunConfig(), run_id=args.run_id, **overrides)
         print(f"run {sess.run_id}: model {sess.config.model.name_or_path}, task {sess.config.task.name}, "
@@ -202,6 +213,11 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"store: {store_path}")
     print(f"export: workbench runs --workspace {sess.store.root} --export {sess.run_id} --out {sess.run_id}.csv")
     return 0
+
+
+def _commands_text(cmds: list[dict]) -> str:
+    return ", ".join(f"#{c['id']} {c['kind']}" + (f" {json.dumps(c['payload'])}" if c.get("payload") else "")
+                     for c in cmds)
 
 
 def _eval_line(summary: dict[str, float]) -> str:
@@ -388,6 +404,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['run_id']:<40} {r['status']:<9} {str(r['strategy']):<14} {r['step']:>5} "
               f"{_fmt(r['reward']):>7} {_fmt(r['entropy']):>8} {_fmt(r['eval_pass@1']):>7}")
+    crashed = [r["run_id"] for r in rows if r["status"] == "crashed"]
+    if crashed:
+        print(f"\ncrashed: the trainer of {', '.join(crashed)} ended without finishing; continue from the last "
+              f"checkpoint with: workbench train --workspace {args.workspace} --resume RUN")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from workbench.checkpoint import copy_adapter, is_complete, read_checkpoint, write_checkpoint
+from workbench.checkpoint import copy_adapter, read_checkpoint, remove_partial, write_checkpoint
 from workbench.config import RunConfig
 from workbench.errors import CheckpointError, ConfigError, TrainingError, WorkbenchError
 from workbench.evaluation import EvalResult, evaluate_model
@@ -50,8 +50,9 @@ from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the
 from workbench.tasks import get_task
 from workbench.trackers import Mirror, parse_report_to
 
-#: Commands a session understands (sent through the store by any process).
-COMMANDS = ("pause", "resume", "stop", "step", "evaluate", "checkpoint", "set_strategy")
+#: Commands a session understands (sent through the store by any process): ``COMMANDS``,
+#: checked by ``workbench.store.check_command`` at the sender and again here.
+__all__ = ["COMMANDS", "Session", "load_run_policy"]
 
 
 class Session:
@@ -108,6 +109,11 @@ class Session:
         self._steps_allowed: int | None = None          # "step N" while paused
         self._last_eval_step = -1
         self._last_ckpt_step = -1
+        self._lease = None                              # this process's claim on the run (one trainer per run)
+        self._error_recorded = False                    # an "error" event already says why the run failed
+        self.expired_commands: list[dict] = []          # commands a resume expired (sent while no trainer ran)
+        self.pending_commands: list[dict] = []          # ... or kept, to apply (resume(apply_pending=True))
+        self.checkpoint_warnings: list[str] = []        # checkpoints a resume could not use
         check_memory(self)                              # sizes that cannot fit: refused before the run exists
         if _run_id is None:
             self.run_id = self.store.create_run(self.resolved_config(), name=cfg.name or None, strategy=cfg.strategy,
@@ -130,11 +136,34 @@ class Session:
         return d
 
     @classmethod
-    def resume(cls, run_id: str, workspace: str | os.PathLike = "runs", **overrides: Any) -> "Session":
-        """Continue ``run_id`` from its last checkpoint. Store rows written after that
+    def resume(cls, run_id: str, workspace: str | os.PathLike = "runs", *, apply_pending: bool = False,
+               **overrides: Any) -> "Session":
+        """Continue ``run_id`` from its last usable checkpoint. Store rows written after that
         checkpoint are dropped and recomputed (same seeds), so no step is duplicated or
-        missing. ``overrides`` (dotted config fields) may change e.g. ``steps``."""
+        missing. ``overrides`` (dotted config fields) may change e.g. ``steps``.
+
+        - Only one trainer per run: a run another process is training is refused (StoreError).
+        - A checkpoint that cannot be read is skipped for the one before it (a "warning"
+          event); when none is usable, or the run has steps but no checkpoint at all, the
+          resume is refused with a CheckpointError and the store is left as it was.
+        - Half-written checkpoint folders of a killed process are removed.
+        - Commands sent while no trainer ran are expired (``expired_commands``), unless
+          ``apply_pending`` is true: then they are applied before the first step.
+        """
+        started = time.time()
         store = RunStore(workspace)
+        store.get_run(run_id)  # an unknown run: the error lists the known ones
+        lease = store.claim(run_id)
+        try:
+            sess = cls._resume_claimed(store, run_id, workspace, lease, started, apply_pending, overrides)
+        except BaseException:
+            lease.release()
+            raise
+        return sess
+
+    @classmethod
+    def _resume_claimed(cls, store: RunStore, run_id: str, workspace: str | os.PathLike, lease: Any,
+                        started: float, apply_pending: bool, overrides: dict[str, Any]) -> "Session":
         run = store.get_run(run_id)
         cfg_dict = {k: v for k, v in run["config"].items() if k != "resolved"}
         cfg = RunConfig.from_dict(cfg_dict)
@@ -144,17 +173,36 @@ class Session:
         switch = ((cfg.strategy, dict(cfg.strategy_params))
                   if "strategy" in overrides or "strategy_params" in overrides else None)
         sess = cls(cfg, store=store, _run_id=run_id)
-        ck = sess._usable_checkpoint()
-        if ck is not None:
-            sess._load_checkpoint(Path(ck["path"]))
+        sess._lease = lease
+        removed = remove_partial(store.checkpoint_dir(run_id, 0).parent)
+        ck = sess._restore_checkpoint(run["last_step"])
         store.truncate_after(run_id, sess.step_count)
+        for msg in sess.checkpoint_warnings:
+            store.add_event(run_id, sess.step_count, "warning", {"message": msg})
+        if removed:
+            store.add_event(run_id, sess.step_count, "warning", {
+                "message": f"removed {len(removed)} half-written checkpoint folder(s) of a stopped process: "
+                           + ", ".join(p.name for p in removed)})
         sess._load_base_from_store()
+        sess._note_existing_evaluation()
         if switch is not None:  # the checkpoint restored the old strategy; switch at this boundary
             sess.set_strategy(switch[0], **switch[1])
         if cfg.to_dict() != cfg_dict:
             store.update_config(run_id, sess.resolved_config())
         store.set_strategy(run_id, sess.config.strategy)
-        store.add_event(run_id, sess.step_count, "resumed", {"from_step": sess.step_count})
+        if apply_pending:
+            sess.pending_commands = store.pending_commands(run_id)
+        else:
+            sess.expired_commands = store.expire_commands(
+                run_id, started, sess.step_count,
+                "expired: sent while no trainer ran this run, so it was not applied when the run was resumed; "
+                "send it again, or resume with --apply-pending (Session.resume(..., apply_pending=True))")
+            if sess.expired_commands:
+                store.add_event(run_id, sess.step_count, "commands_expired",
+                                {"ids": [c["id"] for c in sess.expired_commands],
+                                 "kinds": [str(c["kind"]) for c in sess.expired_commands]})
+        store.add_event(run_id, sess.step_count, "resumed",
+                        {"from_step": sess.step_count, "checkpoint": None if ck is None else ck["stored_path"]})
         return sess
 
     def run(self, n: int | None = None) -> Iterator[dict]:
@@ -162,9 +210,10 @@ class Session:
         ``config.steps``) are done or a ``stop`` command arrives. Blocks while paused,
         polling the store's command table."""
         target = self.step_count + n if n is not None else self.config.steps
-        self.ensure_base()
-        self.store.set_status(self.run_id, "running")
+        self._hold()
         try:
+            self.ensure_base()
+            self.store.set_status(self.run_id, "running")
             while self.step_count < target:
                 self.apply_commands()
                 if self.stopped:
@@ -184,17 +233,21 @@ class Session:
                 self.evaluate()
             if self._last_ckpt_step != self.step_count:
                 self.checkpoint()
-        except GeneratorExit:  # the caller stopped iterating: the run can be resumed
+        except (GeneratorExit, KeyboardInterrupt):  # the caller stopped: the run can be resumed
             self.store.set_status(self.run_id, "stopped")
+            self._release()
             raise
-        except BaseException:
-            self.store.set_status(self.run_id, "failed")
+        except BaseException as exc:
+            self._record_failure(exc)
+            self._release()
             raise
         self.store.set_status(self.run_id, "stopped" if self.stopped else "finished")
+        self._release()
         self.trackers.close()      # deliver what the trackers buffer; a later write reopens them
 
     def step(self, _commands: bool = True) -> dict:
         """One training step; returns its scalar record (also written to the store)."""
+        self._hold()
         if _commands:
             self.apply_commands()
         self.ensure_base()
@@ -240,11 +293,14 @@ class Session:
         if need_ref:
             with torch.no_grad(), self.model.disable_adapter():
                 ref_logp, _ = token_logprobs(self.model, ro, cfg.rollout.temperature)            # [N, T]
-        old_logp = ro.sample_logp                                                            # [N, T]
+        # pi_old: with a sampling calibration, the adjusted distribution the sampler drew from;
+        # on-policy, the first update's own training forward (detached), so the ratio is 1 bit
+        # for bit there (the sampler's KV-cache log-probs differ from it by float rounding).
+        old_logp = ro.sample_logp if sampler is not None else None                           # [N, T]
+        updates = self._updates_per_batch()
         clip_stats: list[dict] = []
-        grad_norms, losses, kl_old, ratio_mean, token_selected = [], [], 0.0, 1.0, 0
-        logp = old_logp
-        for u in range(cfg.optim.updates_per_batch):
+        grad_norms, losses, kl_old, abs_logratio, token_selected = [], [], 0.0, 0.0, 0
+        for u in range(updates):
             with self.fast.shared():
                 logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
                                            with_entropy=loss_cfg["entropy_coef"] != 0)        # [N, T]
@@ -474,8 +530,11 @@ class Session:
     def apply_commands(self) -> None:
         """Apply commands other processes wrote to the store, oldest first."""
         for cmd in self.store.pending_commands(self.run_id):
-            kind, payload = cmd["kind"], cmd.get("payload") or {}
+            kind = cmd["kind"]
             try:
+                payload = check_command(kind, cmd.get("payload"))
+                if kind == "set_strategy" and payload.get("at_step", -1) > self.step_count:
+                    continue  # a switch scheduled after a later step: it stays pending until then
                 if kind == "pause":
                     self.pause()
                 elif kind == "resume":
@@ -486,19 +545,28 @@ class Session:
                     self.stopped = True
                     self.store.add_event(self.run_id, self.step_count, "stop", {})
                 elif kind == "step":
-                    self._steps_allowed = int(payload.get("n", 1))
+                    self._steps_allowed = payload["n"]
                 elif kind == "evaluate":
                     self.evaluate()
                 elif kind == "checkpoint":
                     self.checkpoint()
                 elif kind == "set_strategy":
-                    self.set_strategy(payload["strategy"], **payload.get("params", {}))
-                else:
+                    self.set_strategy(payload["strategy"], **payload["params"])
+                else:  # pragma: no cover - check_command knows every kind
                     raise ConfigError(f"unknown command {kind!r}; valid: {', '.join(COMMANDS)}")
-            except (WorkbenchError, KeyError, ValueError) as exc:
-                self.store.mark_command(cmd["id"], "rejected", self.step_count, str(exc))
+            except Exception as exc:  # noqa: BLE001 - no command may stop the trainer
+                reason = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+                self._close_command(cmd, "rejected", reason)
+                self.store.add_event(self.run_id, self.step_count, "command_rejected",
+                                     {"id": cmd["id"], "kind": str(kind), "reason": reason})
                 continue
-            self.store.mark_command(cmd["id"], "applied", self.step_count)
+            self._close_command(cmd, "applied")
+
+    def _close_command(self, cmd: dict, status: str, message: str | None = None) -> None:
+        try:
+            self.store.mark_command(cmd["id"], status, self.step_count, message)
+        except WorkbenchError:  # closed meanwhile by another reader (e.g. expired): nothing to do
+            pass
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> Path:
@@ -509,17 +577,95 @@ class Session:
         try:
             write_checkpoint(final, self.model, self.optimizer, self._strategy_states(), state)
         except CheckpointError as exc:
-            raise CheckpointError(f"run {self.run_id}, step {self.step_count}: {exc}") from exc
-        self.store.record_checkpoint(self.run_id, self.step_count, str(final))
-        self.store.add_event(self.run_id, self.step_count, "checkpoint", {"path": str(final)})
+            msg = f"run {self.run_id}, step {self.step_count}: {exc}"
+            self.store.add_event(self.run_id, self.step_count, "error", {"message": msg})
+            raise CheckpointError(msg) from exc
+        self.store.record_checkpoint(self.run_id, self.step_count, final)
+        rel = self.store.checkpoints(self.run_id)
+        stored = next((c["stored_path"] for c in rel if c["step"] == self.step_count), str(final))
+        self.store.add_event(self.run_id, self.step_count, "checkpoint", {"path": stored})
         self._last_ckpt_step = self.step_count
         return final
 
-    def _usable_checkpoint(self) -> dict | None:
-        for ck in sorted(self.store.checkpoints(self.run_id), key=lambda c: c["step"], reverse=True):
-            if is_complete(Path(ck["path"])):
-                return ck
+    def _restore_checkpoint(self, last_step: int) -> dict | None:
+        """Load the newest checkpoint that reads back whole; older ones are the fallback.
+
+        Returns None (start at step 0) only for a run that had not reached its first
+        checkpoint; with checkpoints recorded but none readable, or more steps than a first
+        checkpoint would cover, restarting would delete history that cannot come back the
+        same way, so that is a CheckpointError and nothing is changed.
+        """
+        records = sorted(self.store.checkpoints(self.run_id), key=lambda c: c["step"], reverse=True)
+        problems: list[str] = []
+        for ck in records:
+            try:
+                self._load_checkpoint(Path(ck["path"]))
+            except (CheckpointError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+                why = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+                problems.append(f"checkpoint of step {ck['step']} ({ck['path']}) is unusable: {why}")
+                continue
+            self.checkpoint_warnings = [f"{p}; resumed from the checkpoint of step {ck['step']} instead"
+                                        for p in problems]
+            return ck
+        if records:
+            raise CheckpointError(
+                f"run {self.run_id} has no usable checkpoint: " + "; ".join(problems)
+                + ". Nothing in the store was changed. Put an intact checkpoint folder back in place "
+                  f"({self.store.checkpoint_dir(self.run_id, records[0]['step'])}) or start a new run.")
+        every = self.config.checkpoint_every
+        if last_step > 0 and not (0 < every and last_step <= every):
+            raise CheckpointError(
+                f"run {self.run_id} has steps 1..{last_step} in the store but no checkpoint to continue from "
+                f"(none was recorded; checkpoint_every = {every}). Resuming would start again "
+                "at step 0 and delete them, so nothing was changed. Start a new run instead (with a "
+                "checkpoint_every that writes checkpoints), or keep this run's results as they are.")
+        if last_step > 0:  # stopped before its first checkpoint: those steps are recomputed, identically
+            self.checkpoint_warnings = [f"no checkpoint yet (the first is due at step {every}): started again from "
+                                        f"step 0; steps 1..{last_step} are computed again with the same seeds"]
         return None
+
+    def _note_existing_evaluation(self) -> None:
+        """After a resume: a policy evaluation already stored at the resumed step counts
+        (no duplicate at the end of the run); a partial one (killed between splits) is
+        removed so that it is computed again whole."""
+        evs = [e for e in self.store.evaluations(self.run_id, label="policy") if e["step"] == self.step_count]
+        if not evs:
+            return
+        if {e["split"] for e in evs} >= set(self.eval_sets):
+            self._last_eval_step = self.step_count
+        else:
+            self.store.delete_evaluations(self.run_id, [e["eval_id"] for e in evs])
+
+    # ------------------------------------------------------------------ the run's claim and status
+    def _hold(self) -> None:
+        """Claim the run for this process if it does not hold it (refused while another trains it)."""
+        if self._lease is None or not self._lease.held:
+            self._lease = self.store.claim(self.run_id)
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def _record_failure(self, exc: BaseException, what: str = "training failed") -> None:
+        """Mark the run failed with an "error" event (once), so it never stays 'created' or 'running'."""
+        if self._error_recorded:
+            return
+        self._error_recorded = True
+        try:
+            self.store.set_status(self.run_id, "failed")
+            self.store.add_event(self.run_id, self.step_count, "error",
+                                 {"message": f"{what} at step {self.step_count}: {type(exc).__name__}: {exc}"})
+        except WorkbenchError:  # the store itself is what failed: the exception says so
+            pass
+
+    def close(self) -> None:
+        """Give the run back (another process may resume it); a run left mid-way is marked stopped."""
+        if self._lease is not None and self._lease.held:
+            if self.store.get_run(self.run_id)["stored_status"] in ("created", "running", "paused"):
+                self.store.set_status(self.run_id, "stopped")
+        self._release()
+        self.trackers.close()
 
     def _load_checkpoint(self, path: Path) -> None:
         ck = read_checkpoint(path, self.device)
@@ -564,6 +710,10 @@ class Session:
         loss.update(self.strategy.loss_overrides)
         return loss
 
+    def _updates_per_batch(self) -> int:
+        """Optimiser steps on this step's batch (the config's, unless the strategy sets it)."""
+        return self.strategy.updates_per_batch(self.config.optim.updates_per_batch)
+
     def _select_prompts(self, step: int) -> list:
         """B training problems for ``step``: a seeded draw without replacement."""
         rng = random.Random(row_seed(self.config.seed, "prompts", step))
@@ -587,6 +737,7 @@ class Session:
                f"then resume with `workbench train --resume {self.run_id}` (from its last checkpoint).")
         self.store.set_status(self.run_id, "failed")
         self.store.add_event(self.run_id, self.step_count, "error", {"message": msg})
+        self._error_recorded = True
         raise TrainingError(msg)
 
     def __repr__(self) -> str:

@@ -4,7 +4,9 @@ Imports only the standard library (pyarrow lazily for Parquet export), so the to
 dashboard can use it.
 """
 
-from workbench.store.runstore import STATUSES, RunStore
+from workbench.store._commands import COMMANDS, check_command
+from workbench.store._lease import CRASHED, Lease
+from workbench.store.runstore import RUN_STATES, STATUSES, RunStore
 from workbench.store.schema import SCHEMA_VERSION
 
-__all__ = ["RunStore", "STATUSES", "SCHEMA_VERSION"]
+__all__ = ["RunStore", "STATUSES", "RUN_STATES", "CRASHED", "COMMANDS", "check_command", "Lease", "SCHEMA_VERSION"]

@@ -3,7 +3,12 @@
 Commands are the control channel: any process (dashboard, notebook, CLI) appends a
 "pending" row; the session that runs the run reads them between steps and marks each
 "applied" or "rejected" with a message. Marking only succeeds on a pending command, so
-two readers can never both apply the same one.
+two readers can never both apply the same one. ``send_command`` checks the command
+(``_commands.check_command``) before it is written; commands left pending while no
+trainer ran are "expired" by the next resume unless it is asked to apply them.
+
+Checkpoint paths are stored relative to the workspace; ``checkpoints()`` returns them
+resolved (see ``resolve_checkpoint`` for records written by older versions).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 from workbench.errors import ConfigError, StoreError, UnknownNameError
 from workbench.store import _codec as cd
 from workbench.store._base import StoreBase
+from workbench.store._commands import check_command
 
-COMMAND_OUTCOMES = ("applied", "rejected")
+COMMAND_OUTCOMES = ("applied", "rejected", "expired")
 
 
 def _event(r: sqlite3.Row) -> dict[str, Any]:
@@ -31,12 +37,21 @@ def _event(r: sqlite3.Row) -> dict[str, Any]:
     }
 
 
+def _payload(text: Any) -> Any:
+    """A command's payload as written; text that is not JSON comes back as the text itself
+    (the session rejects it), so one bad row cannot break reading the others."""
+    try:
+        return cd.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
 def _command(r: sqlite3.Row) -> dict[str, Any]:
     return {
         "id": r["id"],
         "run_id": r["run_id"],
         "kind": r["kind"],
-        "payload": cd.loads(r["payload"]),
+        "payload": _payload(r["payload"]),
         "status": r["status"],
         "created_at": r["created_at"],
         "handled_at": r["handled_at"],
@@ -74,10 +89,12 @@ class ControlMixin(StoreBase):
 
     # -- commands ----------------------------------------------------------------------
     def send_command(self, run_id: str, kind: str, payload: Mapping[str, Any] | None = None) -> int:
-        """Ask the session running ``run_id`` to do something between steps; returns the id."""
-        if not isinstance(kind, str) or not kind:
-            raise ConfigError(f"command kind must be a non-empty string, got {kind!r}")
-        text = cd.dumps(cd.check_dict(payload, "payload"), "payload")
+        """Ask the session running ``run_id`` to do something between steps; returns the id.
+
+        The command is checked first (kind, payload fields and their types and ranges):
+        a malformed one is a ConfigError here and never reaches the table.
+        """
+        text = cd.dumps(check_command(kind, payload), "payload")
         with self._db.write() as c:
             self._require_run(c, run_id)
             cur = c.execute(
@@ -94,7 +111,7 @@ class ControlMixin(StoreBase):
         return [_command(r) for r in rows]
 
     def mark_command(self, cmd_id: int, status: str, step: int | None = None, message: str | None = None) -> None:
-        """Close a pending command as "applied" or "rejected" (with the step and a message)."""
+        """Close a pending command as "applied", "rejected" or "expired" (with the step and a message)."""
         if status not in COMMAND_OUTCOMES:
             raise ConfigError(f"command status {status!r} is not one of {', '.join(COMMAND_OUTCOMES)}")
         cmd_id = cd.to_int(cmd_id, "cmd_id")
@@ -111,6 +128,20 @@ class ControlMixin(StoreBase):
             )
             self._touch(c, row["run_id"])
 
+    def expire_commands(self, run_id: str, before: float, step: int | None, message: str) -> list[dict[str, Any]]:
+        """Mark the run's commands still pending that were sent before ``before`` (a UNIX
+        time) as "expired" with ``message``; returns them as they were (oldest first)."""
+        step = None if step is None else cd.to_int(step, "step")
+        with self._db.write() as c:
+            self._require_run(c, run_id)
+            rows = c.execute("SELECT * FROM commands WHERE run_id = ? AND status = 'pending' AND created_at < ? "
+                             "ORDER BY id", (run_id, float(before))).fetchall()
+            if rows:
+                c.executemany("UPDATE commands SET status = 'expired', handled_at = ?, step = ?, message = ? "
+                              "WHERE id = ?", [(time.time(), step, message, r["id"]) for r in rows])
+                self._touch(c, run_id)
+        return [_command(r) for r in rows]
+
     def commands(self, run_id: str) -> list[dict[str, Any]]:
         """Every command of the run (any status), oldest first."""
         self._require_run(None, run_id)
@@ -123,21 +154,51 @@ class ControlMixin(StoreBase):
         return self.root / "checkpoints" / cd.check_run_id(run_id) / f"step-{cd.to_int(step, 'step')}"
 
     def record_checkpoint(self, run_id: str, step: int, path: str | Path) -> None:
-        """Record that a checkpoint of ``step`` was written at ``path`` (re-recording replaces)."""
+        """Record that a checkpoint of ``step`` was written at ``path`` (re-recording replaces).
+
+        A path inside the workspace is stored relative to it, so the record stays right
+        when the store is opened from another directory or the workspace is moved.
+        """
         step = cd.to_int(step, "step")
+        stored = str(path)
+        try:
+            stored = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except (ValueError, OSError):
+            pass  # outside the workspace: kept as given
         with self._db.write() as c:
             self._require_run(c, run_id)
             c.execute(
                 "INSERT OR REPLACE INTO checkpoints (run_id, step, path, created_at) VALUES (?, ?, ?, ?)",
-                (run_id, step, str(path), time.time()),
+                (run_id, step, stored, time.time()),
             )
             self._touch(c, run_id)
 
+    def resolve_checkpoint(self, run_id: str, step: int, stored: str) -> Path:
+        """Where the checkpoint recorded as ``stored`` is on disk.
+
+        Records are relative to the workspace; older versions stored the path as the
+        trainer saw it (absolute, or relative to the directory it ran in). The first of
+        these that exists wins: the path inside the workspace, an absolute path as is,
+        the path from the current directory, the checkpoint's usual place in the
+        workspace. When none exists, the first candidate (for error messages).
+        """
+        p = Path(stored)
+        candidates = [p] if p.is_absolute() else [self.root / p, p]
+        candidates.append(self.checkpoint_dir(run_id, step))
+        for cand in candidates:
+            if cand.exists():
+                return cand
+        return candidates[0]
+
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
-        """Checkpoint records of the run, by step."""
+        """Checkpoint records of the run, by step; ``path`` resolved (``stored_path`` as written)."""
         self._require_run(None, run_id)
         rows = self._db.rows("SELECT step, path, created_at FROM checkpoints WHERE run_id = ? ORDER BY step", (run_id,))
-        return [dict(r) for r in rows]
+        return [self._checkpoint(run_id, r) for r in rows]
+
+    def _checkpoint(self, run_id: str, r: sqlite3.Row) -> dict[str, Any]:
+        return {"step": r["step"], "path": str(self.resolve_checkpoint(run_id, r["step"], r["path"])),
+                "stored_path": r["path"], "created_at": r["created_at"]}
 
     def last_checkpoint(self, run_id: str) -> dict[str, Any] | None:
         """The latest checkpoint record, or None when the run has none."""
@@ -145,4 +206,4 @@ class ControlMixin(StoreBase):
         rows = self._db.rows(
             "SELECT step, path, created_at FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1", (run_id,)
         )
-        return dict(rows[0]) if rows else None
+        return self._checkpoint(run_id, rows[0]) if rows else None

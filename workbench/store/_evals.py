@@ -58,6 +58,20 @@ class EvalsMixin(StoreBase):
             self._touch(c, run_id)
         return eval_id
 
+    def delete_evaluations(self, run_id: str, eval_ids: Iterable[int]) -> int:
+        """Delete these evaluations of the run (with their rows) in one transaction; returns how many."""
+        ids = [cd.to_int(i, "eval_id") for i in eval_ids]
+        if not ids:
+            return 0
+        with self._db.write() as c:
+            self._require_run(c, run_id)
+            q = cd.placeholders(ids)
+            c.execute(f"DELETE FROM eval_problems WHERE eval_id IN ({q})", ids)
+            c.execute(f"DELETE FROM eval_samples WHERE eval_id IN ({q})", ids)
+            n = c.execute(f"DELETE FROM evaluations WHERE run_id = ? AND eval_id IN ({q})", [run_id, *ids]).rowcount
+            self._touch(c, run_id)
+        return n
+
     def evaluations(self, run_id: str, label: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
         """The run's evaluation points, ordered by step (then by when they were written)."""
         self._require_run(None, run_id)

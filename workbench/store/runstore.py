@@ -23,27 +23,33 @@ from workbench.store import _codec as cd
 from workbench.store import export as ex
 from workbench.store._control import ControlMixin
 from workbench.store._evals import EvalsMixin
+from workbench.store._lease import CRASHED, LeaseMixin
 
 STATUSES = ("created", "running", "paused", "finished", "failed", "stopped")
+#: What readers may see besides STATUSES: a run whose trainer is gone (see ``_lease.py``).
+RUN_STATES = (*STATUSES, CRASHED)
 
 
-def _run(r: sqlite3.Row, with_config: bool = True) -> dict[str, Any]:
+def _run(r: sqlite3.Row, status: str, with_config: bool = True) -> dict[str, Any]:
     out = {
         "run_id": r["run_id"],
         "name": r["name"],
-        "status": r["status"],
+        "status": status,
+        "stored_status": r["status"],
         "strategy": r["strategy"],
         "created_at": r["created_at"],
         "updated_at": r["updated_at"],
         "last_step": r["last_step"],
         "revision": r["revision"],
+        "heartbeat_at": r["heartbeat_at"],
+        "owner": r["owner"],
     }
     if with_config:
         out["config"] = cd.loads(r["config"])
     return out
 
 
-class RunStore(EvalsMixin, ControlMixin):
+class RunStore(EvalsMixin, ControlMixin, LeaseMixin):
     """SQLite (WAL) run store under ``root``: ``store.sqlite`` plus ``checkpoints/<run_id>/``.
 
     Safe to share between threads (a connection per thread) and between processes.
@@ -76,12 +82,17 @@ class RunStore(EvalsMixin, ControlMixin):
         return run_id
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        """The run's fields, its config (dict) and last_step (-1 before the first step)."""
-        return _run(self._require_run(None, run_id))
+        """The run's fields, its config (dict) and last_step (-1 before the first step).
+
+        ``status`` is what is true now: ``crashed`` when the stored status says a trainer
+        is at work but that trainer is gone (``stored_status`` keeps what was written).
+        """
+        row = self._require_run(None, run_id)
+        return _run(row, self._live(row))
 
     def list_runs(self) -> list[dict[str, Any]]:
         """All runs, newest first, with the same fields as get_run."""
-        return [_run(r) for r in self._db.rows("SELECT * FROM runs ORDER BY created_at DESC, run_id DESC")]
+        return [_run(r, self._live(r)) for r in self._db.rows("SELECT * FROM runs ORDER BY created_at DESC, run_id DESC")]
 
     def set_status(self, run_id: str, status: str) -> None:
         if status not in STATUSES:
@@ -277,7 +288,7 @@ class RunStore(EvalsMixin, ControlMixin):
         the run, so it also catches changes the counts miss (a command, a truncation).
         """
         rows = self._db.rows(
-            "SELECT last_step, status, revision, "
+            "SELECT run_id, last_step, status, revision, heartbeat_at, owner, "
             "(SELECT COUNT(*) FROM events e WHERE e.run_id = r.run_id) AS n_events, "
             "(SELECT COUNT(*) FROM evaluations v WHERE v.run_id = r.run_id) AS n_evals "
             "FROM runs r WHERE run_id = ?",
@@ -286,7 +297,7 @@ class RunStore(EvalsMixin, ControlMixin):
         if not rows:
             self._require_run(None, run_id)  # raises with the list of runs
         r = rows[0]
-        return int(r["last_step"]), int(r["n_events"]), int(r["n_evals"]), str(r["status"]), int(r["revision"])
+        return int(r["last_step"]), int(r["n_events"]), int(r["n_evals"]), str(self._live(r)), int(r["revision"])
 
     def export(self, run_id: str, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
         """Write the run's scalars as a wide table (step, then one column per key)."""

@@ -12,6 +12,10 @@ Why this shape:
 - ids of events, commands and evaluations use AUTOINCREMENT: never reused after a
   truncation, so a poller that remembers "last id seen" cannot miss a new row.
 - dict payloads are JSON text; timestamps are UNIX floats; NaN scalars are NULL.
+- ``runs.heartbeat_at`` / ``runs.owner`` are written by the run's trainer every few
+  seconds without bumping ``revision`` (see ``_lease.py``).
+- checkpoint paths are stored relative to the workspace, so a workspace can be opened
+  from any directory (or moved) and still find its checkpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sqlite3
 from workbench.errors import StoreError
 
 #: Bump when the tables change, and add the step from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,7 +39,9 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     last_step  INTEGER NOT NULL DEFAULT -1,
-    revision   INTEGER NOT NULL DEFAULT 0
+    revision   INTEGER NOT NULL DEFAULT 0,
+    heartbeat_at REAL,
+    owner      TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs(created_at);
 
@@ -168,7 +174,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 #: version -> statements that bring a store at ``version - 1`` up to ``version``.
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    # 2: the trainer's heartbeat and who it is (host:pid), so a killed trainer shows as crashed
+    2: ["ALTER TABLE runs ADD COLUMN heartbeat_at REAL", "ALTER TABLE runs ADD COLUMN owner TEXT"],
+}
 
 
 def schema_ready(c: sqlite3.Connection) -> bool:
