@@ -164,6 +164,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from workbench.integrations.trl import cli_train
 
         return cli_train(args, base, overrides)
+    if args.apply_pending and not args.resume:
+        raise ConfigError("--apply-pending only applies with --resume RUN")
     if args.resume:
         workspace = overrides.pop("workspace", "runs")
         sess = Session.resume(args.resume, workspace=workspace, apply_pending=args.apply_pending, **overrides)

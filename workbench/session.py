@@ -44,7 +44,7 @@ from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.models.memory import check_session as check_memory
 from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
-from workbench.store import RunStore
+from workbench.store import COMMANDS, RunStore, check_command
 from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.tasks import get_task
@@ -118,6 +118,7 @@ class Session:
         if _run_id is None:
             self.run_id = self.store.create_run(self.resolved_config(), name=cfg.name or None, strategy=cfg.strategy,
                                                 run_id=run_id)
+            self._lease = self.store.claim(self.run_id)
             self.store.add_event(self.run_id, 0, "strategy", self.strategy.describe())
         else:
             self.run_id = _run_id
@@ -405,18 +406,22 @@ class Session:
             return
         self._load_base_from_store()
         todo = [split for split in self.eval_sets if split not in self.base]
-        for split in todo:
-            with self.model.disable_adapter():
-                res = self._evaluate_split(split, self.model)
-                bank = self._bank_modes(split, res)
-            self.base[split] = {p["problem_id"]: p for p in res.problems}
-            self._bank[split] = bank
-            summary = dict(res.summary)
-            if bank:
-                summary["sharpen/num_banked"] = float(len(bank))
-            self.store.write_bank(self.run_id, [{**b, "problem_id": f"{split}:{b['problem_id']}"} for b in bank])
-            self.store.write_evaluation(self.run_id, 0, "base", split, summary, res.problems, res.samples)
-            self.trackers.log_evaluation(0, "base", split, summary)
+        try:
+            for split in todo:
+                with self.model.disable_adapter():
+                    res = self._evaluate_split(split, self.model)
+                    bank = self._bank_modes(split, res)
+                self.base[split] = {p["problem_id"]: p for p in res.problems}
+                self._bank[split] = bank
+                summary = dict(res.summary)
+                if bank:
+                    summary["sharpen/num_banked"] = float(len(bank))
+                self.store.write_bank(self.run_id, [{**b, "problem_id": f"{split}:{b['problem_id']}"} for b in bank])
+                self.store.write_evaluation(self.run_id, 0, "base", split, summary, res.problems, res.samples)
+                self.trackers.log_evaluation(0, "base", split, summary)
+        except Exception as exc:
+            self._record_failure(exc, "the base model's evaluation failed")
+            raise
         if todo:
             self.store.add_event(self.run_id, 0, "evaluation", {"label": "base"})
 
@@ -528,7 +533,12 @@ class Session:
         self.store.add_event(self.run_id, self.step_count, "pause", {})
 
     def apply_commands(self) -> None:
-        """Apply commands other processes wrote to the store, oldest first."""
+        """Apply commands other processes wrote to the store, oldest first.
+
+        Each is checked again here (a row may have reached the table without
+        ``send_command``); one that is malformed or fails is marked "rejected" with the
+        reason, recorded as a "command_rejected" event, and training goes on.
+        """
         for cmd in self.store.pending_commands(self.run_id):
             kind = cmd["kind"]
             try:
