@@ -74,7 +74,11 @@ def band_figure(bands: Mapping[str, stats.Band], title: str, yaxis: str = "", xa
                                customdata=list(zip(band.n, [_clean(v) for v in band.lo], [_clean(v) for v in band.hi])),
                                hovertemplate="%{y:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}] "
                                              "n=%{customdata[0]}<extra>" + label + "</extra>"))
-    fig = go.Figure(data=data, layout=layout(title, xaxis=xaxis, yaxis=yaxis))
+    lay = layout(title, xaxis=xaxis, yaxis=yaxis)
+    xs = sorted({x for b in bands.values() for x in b.x})
+    if 0 < len(xs) <= 12:  # a few evaluation points: tick exactly there
+        lay["xaxis"] = {**lay["xaxis"], "tickmode": "array", "tickvals": xs}
+    fig = go.Figure(data=data, layout=lay)
     if not data:
         fig.add_annotation(text="no data yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
