@@ -186,3 +186,24 @@ def test_a_tracker_failing_mid_run_loses_nothing(tmp_path, monkeypatch):
     errors = [e for e in store.events(sess.run_id) if e["kind"] == "tracker_error"]
     assert len(errors) == 1 and errors[0]["payload"]["tracker"] == "tensorboard"
     assert errors[0]["payload"]["step"] == 2 and "disk full" in errors[0]["payload"]["message"]
+
+
+def test_a_resumed_run_replaces_the_steps_it_recomputes_in_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from workbench.session import Session
+
+    ws = str(tmp_path / "runs")
+    sess = Session(workspace=ws, report_to="tensorboard", **{**SMALL, "steps": 4, "checkpoint_every": 2})
+    for rec in sess.run():
+        if rec["step"] == 3:          # stopped after step 3: the last checkpoint is step 2
+            break
+    again = Session.resume(sess.run_id, workspace=ws)
+    assert again.step_count == 2
+    list(again.run())                 # recomputes step 3, then step 4
+    acc = EventAccumulator(str(tmp_path / "runs" / "tensorboard" / sess.run_id), size_guidance={"scalars": 0})
+    acc.Reload()
+    logged = [(e.step, e.value) for e in acc.Scalars("train/reward_mean")]
+    stored = RunStore(ws).scalars(sess.run_id)["train/reward_mean"]
+    assert [s for s, _ in logged] == [1, 2, 3, 4]             # step 3 once: the first one was purged
+    assert [v for _, v in logged] == pytest.approx([v for _, v in stored])
