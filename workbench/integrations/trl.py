@@ -399,6 +399,9 @@ class TrlRun:
                 stored.append({"problem_id": pid, "completion": x["text"], "reward": x["reward"],
                                "correct": x["correct"], "mode_key": x["mode_key"]})
         self.store.write_step(self.run_id, s, scalars, problem_rows, stored)
+        trackers = getattr(self.session, "trackers", None)   # --report-to mirrors, as on the engine
+        if trackers:
+            trackers.log_step(s, scalars)
 
     def evaluate(self) -> None:
         if self.is_main:
