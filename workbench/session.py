@@ -24,7 +24,7 @@ from workbench.checkpoint import copy_adapter, read_checkpoint, remove_partial, 
 from workbench.config import RunConfig
 from workbench.errors import CheckpointError, ConfigError, TrainingError, WorkbenchError
 from workbench.evaluation import EvalResult, evaluate_model
-from workbench.losses import policy_loss
+from workbench.losses import clip_active, policy_loss
 from workbench.metrics import (
     SuccessHistory,
     advantage_stats,
@@ -45,7 +45,7 @@ from workbench.models.loading import add_lora, encode_prompts, load_model_and_to
 from workbench.models.memory import check_session as check_memory
 from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
 from workbench.store import COMMANDS, RunStore, check_command
-from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, build_strategy
+from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, TokenShaping, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.tasks import get_task
 from workbench.trackers import Mirror, parse_report_to
@@ -305,26 +305,28 @@ class Session:
             with self.fast.shared():
                 logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
                                            with_entropy=loss_cfg["entropy_coef"] != 0)        # [N, T]
-            if u == 0:  # pi_theta / pi_old before any update: 1 on-policy, not with DLC sampling
-                ratio_mean = float(masked_mean(torch.exp(logp.detach() - old_logp), mask))
-            if u == cfg.optim.updates_per_batch - 1:
+            if old_logp is None:
+                old_logp = logp.detach()
+            if u == 0 and sampler is not None:  # how far off-policy the samples are, before any update
+                abs_logratio = float(masked_mean((logp.detach() - old_logp).abs(), mask))
+            if u == updates - 1:
                 kl_old = approx_kl(logp.detach(), old_logp, mask)
-            shaping = None
+            shaping = TokenShaping()
             if self.strategy.token:
                 gen = torch.Generator().manual_seed(row_seed(cfg.seed, "token", s, u))
-                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv_tok, mask, gen))
+                clipped = clip_active(torch.exp(logp.detach() - old_logp), adv_tok, loss_cfg["eps_low"],
+                                      loss_cfg["eps_high"])
+                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv_tok, mask, gen, clipped))
                 token_selected += shaping.selected
             parts = policy_loss(logp, old_logp, adv_tok, mask, eps_low=loss_cfg["eps_low"],
                                 eps_high=loss_cfg["eps_high"], aggregation=loss_cfg["aggregation"],
                                 max_len=self.max_new_tokens, kl_coef=loss_cfg["kl_coef"], ref_logp=ref_logp,
-                                entropy_coef=loss_cfg["entropy_coef"], entropy=ent,
-                                token_weight=shaping.weight if shaping else None,
-                                extra=(shaping.extra_coef * (logp - old_logp).abs())
-                                if shaping is not None and shaping.extra_coef is not None else None)
+                                entropy_coef=loss_cfg["entropy_coef"], entropy=ent, **shaping.loss_kwargs())
             if not torch.isfinite(parts.loss):
                 self._fail(s, f"the loss is {parts.loss.item()} at step {s} (update {u + 1})",
                            "Lower optim.lr, raise optim.max_grad_norm clipping, or check the strategy's parameters")
-            clip_stats.append(clip_fractions(parts.ratio, adv_tok, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
+            ratio = parts.ratio if shaping.unclipped is None else parts.ratio.masked_fill(shaping.unclipped, 1.0)
+            clip_stats.append(clip_fractions(ratio, adv_tok, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
             self.optimizer.zero_grad(set_to_none=True)
             parts.loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(self.lora_params, cfg.optim.max_grad_norm or float("inf"))
@@ -354,18 +356,22 @@ class Session:
             "train/truncated_frac": float((~ro.finished).float().mean()),
             "train/num_tokens": N_tok,
             "train/lr": self.optimizer.param_groups[0]["lr"],
-            "train/ratio_mean": ratio_mean,
+            # how off-policy the samples are (0 on-policy): mean |log pi_theta - log pi_old| over the
+            # tokens before the first update, and the exact KL(sampling dist || policy) per token
+            "train/offpolicy_abs_logratio": abs_logratio,
+            "train/kl_sample_policy": (float(masked_mean(ro.sample_kl, mask))
+                                       if sampler is not None and ro.sample_kl is not None else 0.0),
         }
         if ref_logp is not None:  # only at the steps where the reference forward ran
             scalars["train/kl_ref"] = approx_kl(ref_logp, old_logp, mask)
         if self.strategy.token:
-            scalars["train/token_calibrated"] = float(token_selected) / cfg.optim.updates_per_batch
+            scalars["train/token_calibrated"] = float(token_selected) / updates
         scalars.update(dlc_stats)
         scalars.update(group_split(correct))
         scalars.update(advantage_stats(out.advantage))
         for key in clip_stats[0]:
             scalars[key] = sum(cs[key] for cs in clip_stats) / len(clip_stats)
-        upd_tokens = N_tok * cfg.optim.updates_per_batch
+        upd_tokens = N_tok * updates
         scalars.update({
             "time/rollout": t_rollout - t_start,
             "time/reward": t_reward - t_rollout,
