@@ -96,3 +96,13 @@ def test_half_precision_run_trains_evaluates_checkpoints_and_resumes(random_mode
     assert resumed.step_count == 2
     rec = resumed.step()
     assert rec["step"] == 3 and math.isfinite(rec["train/loss"])
+
+
+def test_eval_cli_in_bfloat16(capsys):
+    import json
+
+    from workbench.cli import main
+
+    assert main(["eval", "--dtype", "bfloat16", "--device", "cpu", "--n", "4", "--max-problems", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_problems"] == 3 and math.isfinite(out["mean_entropy"]) and out["mean_entropy"] > 0

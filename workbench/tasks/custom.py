@@ -96,7 +96,9 @@ def to_verdict(result: Any, completion: str) -> Verdict:
 
 
 class Custom(Task):
-    """Parameters:
+    """Your JSONL records, graded by your verifier function (each call time-limited).
+
+    Parameters:
 
     path: the JSONL file, one JSON object per line.
     verifier: ``"module:function"`` or ``"path/to/file.py:function"``.
