@@ -297,11 +297,11 @@ class Session:
         # pi_old: with a sampling calibration, the adjusted distribution the sampler drew from;
         # on-policy, the first update's own training forward (detached), so the ratio is 1 bit
         # for bit there (the sampler's KV-cache log-probs differ from it by float rounding).
-        old_logp = ro.sample_logp                                                            # [N, T]
+        old_logp = ro.sample_logp if sampler is not None else None                           # [N, T]
+        updates = self._updates_per_batch()
         clip_stats: list[dict] = []
-        grad_norms, losses, kl_old, ratio_mean, token_selected = [], [], 0.0, 1.0, 0
-        logp = old_logp
-        for u in range(cfg.optim.updates_per_batch):
+        grad_norms, losses, kl_old, abs_logratio, token_selected = [], [], 0.0, 0.0, 0
+        for u in range(updates):
             with self.fast.shared():
                 logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
                                            with_entropy=loss_cfg["entropy_coef"] != 0)        # [N, T]
