@@ -17,7 +17,8 @@ from workbench.session import Session
 from workbench.store import RunStore
 
 SMALL = {"rollout.prompts_per_step": 4, "rollout.group_size": 4, "eval.n": 4, "eval.max_problems": 4,
-         "eval.seen_problems": 0, "eval.every": 0, "checkpoint_every": 1, "eval.bank_cap": 2, "optim.lr": 5e-3}
+         "eval.seen_problems": 0, "eval.every": 0, "checkpoint_every": 1, "eval.bank_cap": 2, "optim.lr": 5e-3,
+         "strategy": "nsr"}   # NSR: every wrong sample moves the adapter, whatever the groups look like
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_export_loads_with_plain_peft_and_reproduces_the_logprobs(trained, tmp_p
     assert torch.allclose(got, trained["seq"], atol=1e-4), (got - trained["seq"]).abs().max()
     assert (got - trained["base_seq"]).abs().max() > 1e-3       # the adapter changed the policy
     card = (folder / "README.md").read_text()
-    assert "tiny-primes" in card and "| 0 | `grpo` |" in card and "pass@1" in card
+    assert "tiny-primes" in card and "| 0 | `nsr` |" in card and "pass@1" in card
     assert "library_name: peft" in card and "one seed" in card
 
     merged = export_run("to-export", tmp_path / "merged", workspace=trained["ws"], merge=True)
