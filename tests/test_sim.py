@@ -300,3 +300,24 @@ def test_clipping_lowers_entropy_under_random_rewards_when_the_policy_is_skewed(
     flat_gap = entropy_change(0.0, "spurious_random") - entropy_change(0.0, "spurious_random_noclip")
     assert skewed_gap.mean() < 0 and (skewed_gap < 0).mean() > 0.5     # paired by seed: same samples and rewards
     assert abs(flat_gap.mean()) < abs(skewed_gap.mean())
+
+
+def test_kl_cov_preset_updates_at_least_twice_and_first_update_is_on_policy(monkeypatch):
+    # the |log rho| penalty has no gradient while rho == 1, so the preset's floor is two updates
+    import workbench.sim.engine as eng
+
+    real, seen = eng.policy_loss, []
+
+    def spy(logp, old_logp, adv, mask, **kw):
+        parts = real(logp, old_logp, adv, mask, **kw)
+        seen.append(parts.ratio)
+        return parts
+
+    monkeypatch.setattr(eng, "policy_loss", spy)
+    sim = Simulator(SimConfig(strategy="kl_cov", updates_per_batch=1, strategy_params={"kl_cov.ratio": 0.05}))
+    rec = sim.step()
+    assert len(seen) == 2 and torch.equal(seen[0], torch.ones_like(seen[0]))
+    assert rec["train/offpolicy_abs_logratio"] == 0.0 and "train/ratio_mean" not in rec
+    seen.clear()
+    Simulator(SimConfig(strategy="grpo", updates_per_batch=1)).step()
+    assert len(seen) == 1
