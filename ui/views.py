@@ -19,7 +19,7 @@ from ui.timeline import downsample, finite, span_shapes, strategy_spans
 REWARD_KEYS = ("train/reward_mean", "train/pass@1")
 ENTROPY_KEYS = ("train/entropy", "train/logp_adv_cov")
 CLIP_KEYS = ("train/clip_frac_low", "train/clip_frac_high", "train/clip_frac")
-KL_KEYS = ("train/kl_old", "train/kl_ref")
+KL_KEYS = ("train/kl_old", "train/kl_ref", "train/kl_sample_policy")
 GROUP_KEYS = ("train/frac_all_correct", "train/frac_mixed", "train/frac_all_wrong")
 STEP_KEYS = REWARD_KEYS + ENTROPY_KEYS + CLIP_KEYS + KL_KEYS + GROUP_KEYS
 
@@ -33,6 +33,7 @@ LABELS = {
     "train/clip_frac": "clipped (total)",
     "train/kl_old": "KL(π_old‖π)",
     "train/kl_ref": "KL(π‖π_ref)",
+    "train/kl_sample_policy": "KL(π_sample‖π) (off-policy sampling)",
     "train/frac_all_correct": "all correct",
     "train/frac_mixed": "mixed",
     "train/frac_all_wrong": "all wrong",
