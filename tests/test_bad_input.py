@@ -41,6 +41,7 @@ CASES = [
     ("model-missing-folder", "train --model ./no/such/model", "./no/such/model"),
     ("lora-targets", "train --lora.targets no_such_module", "lora.targets"),
     ("lora-rank-0", "train --lora.rank 0", "lora.rank"),
+    ("lora-rank-huge", "train --lora.rank 100000000", "lora.rank"),
     ("lora-alpha-nan", "train --lora.alpha nan", "lora.alpha"),
     ("lora-dropout-1", "train --lora.dropout 1", "lora.dropout"),
     # ---- train: rollout, optimiser, loss
@@ -76,6 +77,7 @@ CASES = [
     ("config-bad-json", "train --config {d}/bad.json", "--config"),
     ("config-not-object", "train --config {d}/list.json", "mapping"),
     ("config-unknown-field", "train --config {d}/unknown_field.json", "rollout.nope"),
+    ("config-not-utf8", "train --config {d}/latin1.json", "UTF-8"),
     ("run-id-taken", "train --run-id {run}", "already exists"),
     ("resume-unknown", "train --resume no-such-run", "no-such-run"),
     # ---- train: task parameters and data
@@ -94,6 +96,10 @@ CASES = [
      'train --task custom --task.params {{"path":"{d}/data.jsonl","verifier":"{d}/verif.py:check","eval_size":-1}}',
      "eval_size"),
     ("gsm8k-empty", 'train --task gsm8k --task.params {{"path":"{d}/empty.jsonl"}}', "is empty"),
+    ("gsm8k-not-utf8", 'train --task gsm8k --task.params {{"path":"{d}/gsm8k_latin1.jsonl"}}', "UTF-8"),
+    ("gsm8k-path-number", 'train --task gsm8k --task.params {{"path":5}}', "path=5"),
+    ("gsm8k-eval-size-neg", 'train --task gsm8k --task.params {{"eval_size":-2}}', "eval_size"),
+    ("custom-path-list", 'train --task custom --task.params {{"path":["a"],"verifier":"{d}/verif.py:check"}}', "path=['a']"),
     # ---- train: sizes that cannot fit in memory (refused before allocating)
     ("memory-train", "train -B 100000 -G 1000 --rollout.max_new_tokens 1000", "rollout.prompts_per_step"),
     ("memory-eval", "train --eval-n 100000000", "eval.n"),
@@ -148,6 +154,8 @@ def world(tmp_path_factory, random_model_dir):
     for name, text in DATA.items():
         (d / name).write_text(text, encoding="utf-8")
     (d / "latin1.jsonl").write_bytes('{"prompt": "café"}\n'.encode("latin-1"))
+    (d / "latin1.json").write_bytes('{"name": "café"}'.encode("latin-1"))
+    (d / "gsm8k_latin1.jsonl").write_bytes('{"question": "café?", "answer": "#### 4"}\n'.encode("latin-1"))
     ws = root / "runs"
     sess = Session(workspace=str(ws), steps=1, checkpoint_every=1, **{
         "model.name_or_path": str(random_model_dir), "rollout.prompts_per_step": 2, "rollout.group_size": 2,

@@ -148,9 +148,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig | None, dict[s
     base = None
     if args.config:
         try:
-            base = RunConfig.from_dict(json.loads(Path(args.config).read_text()))
+            base = RunConfig.from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"--config {args.config}: cannot read a JSON config: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--config {args.config}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                              f"offset {exc.start}); save the file as UTF-8") from exc
     return base, overrides
 
 

@@ -114,6 +114,11 @@ def add_lora(model, cfg: "LoraConfig", seed: int = 0):
     from peft import get_peft_model
 
     targets = "all-linear" if cfg.targets.strip() == "all-linear" else [t.strip() for t in cfg.targets.split(",") if t.strip()]
+    from workbench.models.memory import device_of, ensure_fits, lora_parameter_count
+
+    count = lora_parameter_count(model, cfg.rank, targets)
+    ensure_fits({"LoRA weights": 4 * count}, device_of(model),
+                f"lora.rank = {cfg.rank} ({count:,} adapter parameters in float32)", "Lower lora.rank.")
     peft_cfg = PeftLoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                               target_modules=targets, task_type="CAUSAL_LM", bias="none")
     import warnings

@@ -4,7 +4,8 @@ A training step holds, for N = B*G sequences of P prompt and T generated tokens,
 completion logits [N, T, V] (in the model's dtype and as float32 scores kept for the
 backward pass) and, while sampling, a KV cache of 2 * layers * N * (P+T) * kv_width
 values. Evaluation samples ``chunk`` rows at a time (the same two terms) and keeps
-problems*n completions as text. These are lower bounds of what really gets allocated
+problems*n completions as text; the LoRA adapter holds rank * (in + out) float32 values per
+adapted layer, three times more for its gradient and AdamW state. These are lower bounds of what really gets allocated
 (activations, gradients and allocator slack come on top), so a refusal is a certain
 failure, not a guess; the message says which sizes to lower.
 
@@ -71,6 +72,27 @@ def model_shape(model) -> dict[str, int]:
             "kv_width": kv_heads * head_dim, "elem": int(emb.weight.element_size())}
 
 
+def device_of(model) -> str:
+    """The device of the model's first parameter, as a string ("cpu", "cuda:0")."""
+    return str(next(model.parameters()).device)
+
+
+def lora_parameter_count(model, rank: int, targets) -> int:
+    """Adapter parameters a LoRA of ``rank`` adds: rank * (in + out) for each adapted linear
+    layer (``targets`` "all-linear": every linear layer but the output head, as PEFT does;
+    or module names matched as suffixes)."""
+    import torch
+
+    out_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    total = 0
+    for name, mod in model.named_modules():
+        if not isinstance(mod, torch.nn.Linear) or mod is out_head:
+            continue
+        if targets == "all-linear" or any(name == t or name.endswith("." + t) for t in targets):
+            total += rank * (mod.in_features + mod.out_features)
+    return total
+
+
 def sampling_bytes(shape: dict[str, int], rows: int, prompt_len: int, max_new_tokens: int) -> dict[str, int]:
     """Lower bounds of one batched sampling call over ``rows`` sequences."""
     return {
@@ -122,7 +144,10 @@ def check_session(sess) -> None:
     T = sess.max_new_tokens
     P = longest_prompt(sess.tokenizer, sess.task, sess.train_problems, sess.use_chat)
     B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
-    ensure_fits(training_bytes(shape, B * G, P, T), sess.device,
+    parts = training_bytes(shape, B * G, P, T)
+    lora = sum(p.numel() * p.element_size() for p in sess.lora_params)
+    parts["LoRA gradients and AdamW state"] = 3 * lora
+    ensure_fits(parts, sess.device,
                 f"a training step (rollout.prompts_per_step x rollout.group_size = {B} x {G} sequences of up to "
                 f"{P} + {T} tokens, vocabulary {shape['vocab']})",
                 "Lower rollout.prompts_per_step, rollout.group_size or rollout.max_new_tokens.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 from abc import ABC, abstractmethod
@@ -158,6 +159,17 @@ class Task(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def check_param_types(task: str, params: dict[str, tuple[Any, type | tuple[type, ...]]]) -> None:
+    """ConfigError naming the first parameter whose value is not of its type(s) (bool is not an int)."""
+    for name, (value, types) in params.items():
+        allowed = types if isinstance(types, tuple) else (types,)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = {str: "a string", int: "a whole number", float: "a number", os.PathLike: "a path",
+                     type(None): "null", bool: "true/false"}
+            want = " or ".join(names.get(t, t.__name__) for t in allowed)
+            raise ConfigError(f"task {task!r}: {name}={value!r} is not allowed: expected {want}")
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:

@@ -26,12 +26,22 @@ import importlib
 import importlib.util
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import ConfigError, TaskDataError, UnknownNameError, VerifierError
-from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, holdout_indices, normalize_text, read_jsonl
+from workbench.tasks.base import (
+    UNPARSED,
+    Problem,
+    Task,
+    Verdict,
+    check_param_types,
+    holdout_indices,
+    normalize_text,
+    read_jsonl,
+)
 from workbench.tasks.verifier_worker import VerifierWorker, WorkerFailed
 
 _VERDICT_KEYS = {"reward", "correct", "parsed", "answer", "mode_key"}
@@ -129,6 +139,8 @@ class Custom(Task):
         timeout: float = 10.0,
     ) -> None:
         super().__init__()
+        check_param_types("custom", {"path": (path, (str, os.PathLike)), "prompt_field": (prompt_field, str),
+                                     "id_field": (id_field, str), "seed": (seed, int)})
         if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 <= timeout < math.inf:
             raise ConfigError(f"custom task: timeout={timeout!r} is not allowed: expected seconds per verifier "
                               "call, a finite number >= 0 (0 = no limit)")

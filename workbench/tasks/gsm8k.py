@@ -9,13 +9,14 @@ normalised text, the final answer, or the solution path; see ``workbench.tasks.a
 
 from __future__ import annotations
 
+import os
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from workbench.errors import TaskDataError, UnknownNameError
+from workbench.errors import ConfigError, TaskDataError, UnknownNameError
 from workbench.paths import TASKS_DIR
-from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, graded, holdout_indices
+from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, check_param_types, graded, holdout_indices
 
 SAMPLE_PATH = TASKS_DIR / "gsm8k_sample.jsonl"
 TOLERANCE = 1e-6
@@ -55,9 +56,23 @@ def gold_answer(answer: str) -> str | None:
 
 
 def _has_content(path: Path) -> bool:
-    """False for an empty file or one of blank lines (a CSV header alone counts as content)."""
+    """False for an empty file or one of blank lines (a CSV header alone counts as content).
+    A text file (JSON, JSONL, CSV) that is not UTF-8 is a TaskDataError naming the line."""
+    text = path.suffix.lower() != ".parquet"
+    found = False
     with open(path, "rb") as f:
-        return any(line.strip() for line in f)
+        for lineno, line in enumerate(f, start=1):
+            found = found or bool(line.strip())
+            if not text:
+                if found:
+                    return True
+                continue
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TaskDataError(f"gsm8k data file {path}, line {lineno}: not UTF-8 text (byte "
+                                    f"0x{line[e.start]:02x} at column {e.start + 1}); save the file as UTF-8") from e
+    return found
 
 
 class GSM8K(Task):
@@ -93,6 +108,13 @@ class GSM8K(Task):
         from workbench.tasks.answers import check_choice
 
         check_choice(verifier, mode_key, "gsm8k")
+        check_param_types("gsm8k", {"path": (path, (str, os.PathLike, type(None))),
+                                    "question_field": (question_field, str), "answer_field": (answer_field, str),
+                                    "config": (config, (str, type(None))), "eval_size": (eval_size, (int, type(None))),
+                                    "seed": (seed, int)})
+        if eval_size is not None and eval_size < 0:
+            raise ConfigError(f"task 'gsm8k': eval_size={eval_size} is not allowed: expected a whole number >= 0 "
+                              "or null (a quarter of the records, at most 500)")
         self.verifier, self.mode_key = verifier, mode_key
         self.path = str(path) if path is not None else str(SAMPLE_PATH)
         self.question_field, self.answer_field = question_field, answer_field
