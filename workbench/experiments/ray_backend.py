@@ -84,7 +84,12 @@ def run_jobs_on_ray(sweep: Any, jobs: list, threads: int = 1, address: str | Non
             kwargs["address"] = addr
         else:
             kwargs["num_cpus"] = (parallel or max(1, (os.cpu_count() or 1) // threads)) * threads
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions on start-up problems
+            where = f"the Ray cluster at {addr}" if addr else "a local Ray instance"
+            raise ConfigError(f"could not start or reach {where}: {exc}. Check the address (ray status), or use "
+                              "--backend local") from exc
         started = True
     try:
         task = ray.remote(num_cpus=threads, max_retries=0)(_train_task)
