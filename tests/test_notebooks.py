@@ -34,6 +34,47 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear the outputs before committing"
 
 
+FIGURE = ("fig.show()", "widgets.interact(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_figure_says_what_to_look_for_and_the_lesson_ends_with_exercises(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and any(f in cell.source for f in FIGURE):
+            before = nb.cells[i - 1]
+            assert before.cell_type == "markdown" and before.source.startswith("**Look for:**"), \
+                f"{path.name}: the figure of cell {i} needs a '**Look for:**' note just before it"
+    heads = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## Exercises")]
+    assert len(heads) == 1, f"{path.name}: one '## Exercises' section at the end"
+    rest = nb.cells[heads[0] + 1:]
+    exercises = [c for c in rest if c.source.startswith("**Exercise ")]
+    assert 2 <= len(exercises) <= 3 and len(exercises) == len(rest), f"{path.name}: 2-3 exercises close the lesson"
+    for c in exercises:
+        question, _, answer = c.source.partition("<details><summary>Answer</summary>")
+        assert question.strip() and answer.strip().endswith("</details>") and len(answer) > 40, \
+            f"{path.name}: every exercise has its answer in a closed <details> block"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_refer_only_to_files_in_the_repository(path):
+    nb = nbformat.read(path, as_version=4)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "FEASIBILITY" not in text and "../shared" not in text
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        assert not re.match(r"[a-z]+://", target), f"{path.name} links outside the repository: {target}"
+        assert (path.parent / target.split("#")[0]).exists(), f"{path.name}: {target} does not exist"
+
+
+def test_lesson_4_gives_the_expected_results_with_their_noise():
+    nb = nbformat.read(ROOT / "notebooks" / "04_lora_run_embedded_model.ipynb", as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Expected results")]
+    assert len(cells) == 1
+    rows = [ln for ln in cells[0].splitlines() if ln.startswith("| ")]
+    assert {"base", "grpo", "bbg", "iac_dlc"} <= {r.split("|")[1].strip() for r in rows}
+    assert "one seed" in cells[0].lower()
+
+
 RUNNER = Path(__file__).with_name("notebook_runner.py")
 NOTEBOOK_TIMEOUT_S = 300       # the slowest notebook takes about 30 s at the small size on 2 busy cores
 
