@@ -5,11 +5,20 @@
 Both run on the embedded model and task (two_primes) with identical work: B prompts per
 step, G samples per prompt, the same generation limit, LoRA of the same rank on all
 linear layers, no KL term, one optimiser step per rollout batch, token-mean loss with
-eps = 0.2. Each tool runs in its own subprocess (one after the other, so they do not
-compete for the cores) and reports the median wall time of a whole training step after
-warm-up (the workbench's includes its per-step metrics and store write), rollout and
-update tokens per second, and its peak resident memory. Generated lengths differ a little
-between the tools (different sampling streams), so tokens per second are also given.
+eps = 0.2, and the same precision: float32 weights and matmuls for both (TRL with
+``bf16=False, fp16=False``). Each tool runs in its own subprocess (one after the other, so
+they do not compete for the cores) and reports the median wall time of a whole training
+step after warm-up (the workbench's includes its per-step metrics and store write),
+rollout and update tokens per second, and its peak resident memory. Generated lengths
+differ a little between the tools (different sampling streams), so tokens per second are
+also given. ``--threads N`` pins both tools to N intra-op threads (default: torch's own).
+
+Precision matters more than anything else here: TRL's defaults turn on bf16 mixed
+precision where the hardware is not known to lack it, and on a CPU without native bf16
+instructions (AVX2 only) those matmuls run in emulation, many times slower. That figure
+compares precisions, not tools, so it is only an extra, labelled row (``--trl-defaults``);
+the ratio is always taken at equal precision. The output names the precision of each row
+and the CPU capability torch dispatches to (``torch.backends.cpu.get_cpu_capability()``).
 
 Needs trl (`pip install trl`, an optional dev dependency).
 """
@@ -33,6 +42,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _environment() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads()}
+
+
 def run_workbench(a: argparse.Namespace) -> dict:
     from workbench.session import Session
 
@@ -40,9 +56,10 @@ def run_workbench(a: argparse.Namespace) -> dict:
         sess = Session(workspace=ws, steps=a.warmup + a.steps, **{
             "rollout.prompts_per_step": a.prompts, "rollout.group_size": a.group,
             "rollout.max_new_tokens": a.max_new_tokens, "lora.rank": a.rank, "lora.alpha": 2.0 * a.rank,
-            "optim.lr": a.lr, "optim.updates_per_batch": 1, "loss.kl_coef": 0.0,
+            "optim.lr": a.lr, "optim.updates_per_batch": 1, "loss.kl_coef": 0.0, "model.dtype": "float32",
             "eval.every": 0, "eval.n": 1, "eval.max_problems": 1, "eval.seen_problems": 0, "checkpoint_every": 0})
         sess.ensure_base()
+        precision = str(next(sess.model.parameters()).dtype).removeprefix("torch.")
         walls, recs = [], []
         for _ in range(a.warmup + a.steps):
             t0 = time.perf_counter()
@@ -57,10 +74,13 @@ def run_workbench(a: argparse.Namespace) -> dict:
         "tokens_per_step": statistics.mean(tokens),
         "step_s_per_1k_tokens": statistics.median(w / t * 1000 for w, t in zip(walls, tokens)),
         "peak_rss_mb": _peak_rss_mb(),
+        "precision": precision,
+        **_environment(),
     }
 
 
-def run_trl(a: argparse.Namespace) -> dict:
+def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
+    """TRL's GRPOTrainer on the same work; ``defaults`` leaves its precision settings alone."""
     import transformers
     from datasets import Dataset
     from peft import LoraConfig
@@ -81,9 +101,9 @@ def run_trl(a: argparse.Namespace) -> dict:
     ds = Dataset.from_dict({"prompt": prompts[: n_steps * a.prompts]})
     counted = {"tokens": []}
 
-    def reward(prompts, completions, **_):
+    def reward(prompts, completions, completion_ids, **_):
         out = [task.verify(problems[p], c).reward for p, c in zip(prompts, completions)]
-        counted["tokens"].append(sum(len(tok(c, add_special_tokens=False)["input_ids"]) + 1 for c in completions))
+        counted["tokens"].append(sum(len(ids) for ids in completion_ids))   # EOS included where it was sampled
         return out
 
     gen_time = {"s": 0.0}
@@ -107,17 +127,20 @@ def run_trl(a: argparse.Namespace) -> dict:
             walls.append(time.perf_counter() - self.t0)
             gens.append(gen_time["s"] - self.g0)
 
+    precision = {} if defaults else {"bf16": False, "fp16": False}
     with tempfile.TemporaryDirectory() as out:
         cfg = GRPOConfig(
             output_dir=out, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
             max_completion_length=a.max_new_tokens, beta=0.0, num_iterations=1, gradient_accumulation_steps=1,
             learning_rate=a.lr, loss_type="dapo", epsilon=0.2, temperature=1.0, max_steps=n_steps,
             use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000, shuffle_dataset=False,
-            disable_tqdm=True, seed=0)
+            disable_tqdm=True, seed=0, **precision)
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok,
                               peft_config=LoraConfig(r=a.rank, lora_alpha=2 * a.rank, target_modules="all-linear",
                                                      task_type="CAUSAL_LM"), callbacks=[Timer()])
         trainer.train()
+        mixed = "bfloat16 autocast" if cfg.bf16 else "float16 autocast" if cfg.fp16 else None
+        weights = str(next(trainer.model.parameters()).dtype).removeprefix("torch.")
     walls, gens, tokens = walls[a.warmup:], gens[a.warmup:], counted["tokens"][a.warmup:n_steps]
     return {
         "step_s": statistics.median(walls),
@@ -126,6 +149,8 @@ def run_trl(a: argparse.Namespace) -> dict:
         "tokens_per_step": statistics.mean(tokens),
         "step_s_per_1k_tokens": statistics.median(w / t * 1000 for w, t in zip(walls, tokens)),
         "peak_rss_mb": _peak_rss_mb(),
+        "precision": f"{weights} + {mixed}" if mixed else weights,
+        **_environment(),
     }
 
 
@@ -138,23 +163,40 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
     ap.add_argument("--rank", type=int, default=DEFAULTS["rank"])
     ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads per tool (0: torch's default)")
+    ap.add_argument("--trl-defaults", action="store_true",
+                    help="also run TRL with its default precision settings, as an extra row (not in the ratio)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["workbench", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["workbench", "trl", "trl_defaults"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps((run_workbench if a.worker == "workbench" else run_trl)(a)))
+        if a.threads:
+            import torch
+
+            torch.set_num_threads(a.threads)
+        run = {"workbench": run_workbench, "trl": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True)}
+        print(json.dumps(run[a.worker](a)))
         return
     if a.steps < 5:
         ap.error("--steps must be at least 5")
     results = {}
-    for worker in ("workbench", "trl"):
-        cmd = [sys.executable, __file__, "--worker", worker] + [
-            x for k, v in vars(a).items() if k not in ("worker", "json") for x in (f"--{k.replace('_', '-')}", str(v))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if a.threads:
+        env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+    passed = [x for k, v in vars(a).items() if k not in ("worker", "json", "trl_defaults")
+              for x in (f"--{k.replace('_', '-')}", str(v))]
+    for worker in ("workbench", "trl") + (("trl_defaults",) if a.trl_defaults else ()):
+        proc = subprocess.run([sys.executable, __file__, "--worker", worker, *passed], capture_output=True, text=True,
+                              env=env)
         if proc.returncode != 0:
             sys.exit(f"{worker} benchmark failed:\n{proc.stderr[-3000:]}")
         results[worker] = json.loads(proc.stdout.strip().splitlines()[-1])
     wb, trl = results["workbench"], results["trl"]
+    if wb["precision"] != trl["precision"]:
+        sys.exit(f"precision differs: workbench {wb['precision']}, TRL {trl['precision']}; the ratio would compare "
+                 "precisions, not tools")
+    results["precision"] = wb["precision"]
+    results["cpu_capability"] = wb["cpu_capability"]
     results["ratio_step_time"] = wb["step_s"] / trl["step_s"]
     results["ratio_per_token"] = wb["step_s_per_1k_tokens"] / trl["step_s_per_1k_tokens"]
     results["config"] = {k: v for k, v in vars(a).items() if k not in ("worker", "json")}
@@ -163,12 +205,19 @@ def main() -> None:
         return
     print(f"same work: B={a.prompts} prompts x G={a.group} samples, <= {a.max_new_tokens} new tokens, "
           f"LoRA r={a.rank} all-linear, 1 optimiser step per batch, no KL; median of {a.steps} steps after {a.warmup}")
-    print(f"{'':<10} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} {'update tok/s':>13} {'peak MB':>8}")
-    for name in ("workbench", "trl"):
-        r = results[name]
-        print(f"{name:<10} {r['step_s']:>8.3f} {r['tokens_per_step']:>9.0f} {r['step_s_per_1k_tokens']:>9.3f} "
-              f"{r['rollout_tok_s']:>14.0f} {r['update_tok_s']:>13.0f} {r['peak_rss_mb']:>8.0f}")
-    print(f"workbench / TRL step time: {results['ratio_step_time']:.2f} (per token: {results['ratio_per_token']:.2f})")
+    print(f"torch {wb['torch']}, CPU capability {wb['cpu_capability']}, {wb['threads']} thread(s) per tool; "
+          f"ratio at equal precision: {results['precision']}")
+    print(f"{'':<22} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
+          f"{'update tok/s':>13} {'peak MB':>8}")
+    labels = {"workbench": "workbench", "trl": "trl", "trl_defaults": "trl, its defaults (extra)"}
+    for name in labels:
+        if name in results:
+            r = results[name]
+            print(f"{labels[name]:<22} {r['precision']:<26} {r['step_s']:>8.3f} {r['tokens_per_step']:>9.0f} "
+                  f"{r['step_s_per_1k_tokens']:>9.3f} {r['rollout_tok_s']:>14.0f} {r['update_tok_s']:>13.0f} "
+                  f"{r['peak_rss_mb']:>8.0f}")
+    print(f"workbench / TRL step time at equal precision ({results['precision']}): {results['ratio_step_time']:.2f} "
+          f"(per token: {results['ratio_per_token']:.2f})")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
 
@@ -32,11 +34,16 @@ def test_gpu_check_script_runs_both_backends_on_a_tiny_config():
     assert report["config"]["vllm"] is False and report["trl"]["vllm"] is False
 
 
-def test_trl_comparison_runs_side_by_side():
-    out = _run(["benchmarks/vs_trl.py", "--steps", "5", "--warmup", "1", "--prompts", "4", "--group", "2", "--json"])
+def test_trl_comparison_runs_side_by_side_at_equal_precision():
+    out = _run(["benchmarks/vs_trl.py", "--steps", "5", "--warmup", "1", "--prompts", "4", "--group", "2",
+                "--max-new-tokens", "6", "--threads", "1", "--json"])
     report = json.loads(out)
     for tool in ("workbench", "trl"):
         r = report[tool]
         assert r["step_s"] > 0 and r["rollout_tok_s"] > 0 and r["update_tok_s"] > 0 and r["peak_rss_mb"] > 0
-        assert 0 < r["tokens_per_step"] <= 4 * 2 * 10
+        assert 0 < r["tokens_per_step"] <= 4 * 2 * 6
+        assert r["precision"] == "float32" and r["threads"] == 1     # no bf16 autocast for either tool
+        assert r["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert report["precision"] == "float32" and report["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert report["ratio_step_time"] == report["workbench"]["step_s"] / report["trl"]["step_s"]
+    assert "trl_defaults" not in report                            # the extra row only on request
