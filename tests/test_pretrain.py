@@ -55,3 +55,26 @@ def test_embedded_model_is_a_good_collapse_subject():
     recorded = json.loads((MODELS_DIR / "tiny-primes" / "pretrain.json").read_text())["eval"]
     assert recorded["pass@1"] == pytest.approx(s["eval/pass@1"], abs=0.02)
     assert (MODELS_DIR / "tiny-primes" / "model.safetensors").stat().st_size < 30e6
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--steps", "-1"], "steps = -1"), (["--steps", "0"], "steps = 0"), (["--lr", "0"], "lr = 0.0"),
+    (["--hidden", "30", "--heads", "4"], "multiple of heads"), (["--name", "../escape"], "name = '../escape'"),
+    (["--eval-n", "0"], "eval_n = 0"),
+])
+def test_bad_pretrain_settings_are_refused_before_anything_is_written(argv, fragment, capsys):
+    """`workbench pretrain --steps -1` used to train nothing and save the untrained model over
+    the embedded one."""
+    import hashlib
+
+    from workbench.cli import main
+    from workbench.paths import MODELS_DIR
+
+    def digest():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (MODELS_DIR / "tiny-primes").iterdir()}
+
+    before = digest()
+    assert main(["pretrain", *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert digest() == before

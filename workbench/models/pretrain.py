@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +53,27 @@ class PretrainConfig:
     mlp: int = field(default=384, metadata={"help": "MLP width."})
     eval_n: int = field(default=64, metadata={"help": "Samples per eval problem when measuring the result."})
 
+    def validate(self) -> "PretrainConfig":
+        """Raise ConfigError naming the first impossible field (before anything is trained or written)."""
+        from workbench.errors import ConfigError
+
+        checks = [
+            (self.steps >= 1, "steps", "at least 1"), (self.batch_size >= 1, "batch_size", "at least 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr", "a positive finite number, e.g. 3e-3"),
+            (self.exposure_decay >= 0 and math.isfinite(self.exposure_decay), "exposure_decay", ">= 0"),
+            (self.zipf >= 0 and math.isfinite(self.zipf), "zipf", ">= 0"),
+            (self.max_solutions >= 1, "max_solutions", "at least 1"), (self.layers >= 1, "layers", "at least 1"),
+            (self.heads >= 1, "heads", "at least 1"), (self.mlp >= 1, "mlp", "at least 1"),
+            (self.hidden >= 1 and self.hidden % max(self.heads, 1) == 0, "hidden", "a positive multiple of heads"),
+            (self.eval_n >= 1, "eval_n", "at least 1"),
+            (bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name or "")), "name",
+             "a folder name of letters, digits, '.', '_' or '-' (it is saved as data/models/<name>)"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ConfigError(f"pretrain {name} = {getattr(self, name)!r} is not allowed: expected {expected}.")
+        return self
+
 
 def _uniform_from_id(seed: int, pid: str) -> float:
     return (row_seed(seed, "exposure", pid) % 10**9) / 10**9
@@ -79,6 +103,7 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, progress: bool = 
     from workbench.evaluation import evaluate_model
     from workbench.tasks import get_task
 
+    cfg.validate()
     torch.manual_seed(cfg.seed)
     task = get_task(cfg.task)
     problems = [p for split in task.split_names() for p in task.load_split(split)]
@@ -122,11 +147,6 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, progress: bool = 
     train_seconds = time.perf_counter() - t0
     model.eval()
 
-    out_dir = Path(out_dir or MODELS_DIR / cfg.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tok.save_pretrained(out_dir)
-
     report = {"config": asdict(cfg), "train_seconds": round(train_seconds, 1),
               "params": sum(p.numel() for p in model.parameters())}
     t1 = time.perf_counter()
@@ -135,5 +155,19 @@ def pretrain(cfg: PretrainConfig, out_dir: Path | None = None, progress: bool = 
                              max_new_tokens=getattr(task, "max_new_tokens", 32))
         report[split] = {k.removeprefix("eval/"): round(v, 4) for k, v in res.summary.items()}
     report["eval_seconds"] = round(time.perf_counter() - t1, 1)
-    (out_dir / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    # written whole into a sibling folder, then swapped in: an interrupted or failed run never
+    # leaves a half-written model where the old one was (the embedded model included)
+    out_dir = Path(out_dir or MODELS_DIR / cfg.name)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n")
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
     return report
