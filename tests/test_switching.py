@@ -93,3 +93,16 @@ def test_cli_resume_with_another_strategy_and_set(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--workspace", ws, "--strategy", "bbg", "--set", "bbg.kk=3"]) == 2
     assert "valid parameters of bbg: bbg.k" in capsys.readouterr().err
+
+
+def test_a_parameter_named_like_an_argument_is_a_clear_error(tmp_path):
+    from workbench.errors import ConfigError, UnknownNameError
+
+    sess = Session(workspace=str(tmp_path), steps=1, **TINY)
+    with pytest.raises(ConfigError, match="piece 'spec' is not part of 'bbg'"):   # not a TypeError
+        sess.set_strategy("bbg", spec="grpo")
+    with pytest.raises(UnknownNameError) as err:
+        sess.set_strategy("ppo_magic")
+    names = str(err.value).split("valid strategy names: ", 1)[1].split(".", 1)[0].split(", ")
+    assert len(names) == len(set(names)) and "grpo" in names                    # each name once
+    sess.close()

@@ -519,7 +519,7 @@ class Session:
                                        for b in bank if b["problem_id"].startswith(prefix)]
 
     # ------------------------------------------------------------------ control
-    def set_strategy(self, spec: str, **params: Any) -> None:
+    def set_strategy(self, spec: str, /, **params: Any) -> None:
         """Switch strategy at the next step boundary (recorded as an event at the current
         step). Per-problem history stays with the session; a strategy's own state (the
         memory network) is kept and restored when the same strategy is switched back to."""

@@ -246,7 +246,7 @@ def parse_strategy(spec: Any, params: dict[str, Any] | None = None) -> StrategyS
         raise ConfigError(f"strategy {spec!r}: empty piece name (join pieces with a single '+')")
     unknown = [n for n in names if n not in PIECES]
     if unknown:
-        raise UnknownNameError("strategy", spec if len(names) == 1 else ", ".join(unknown), [*PRESETS, *PIECES],
+        raise UnknownNameError("strategy", spec if len(names) == 1 else ", ".join(unknown), sorted({*PRESETS, *PIECES}),
                                f"unknown piece(s) {', '.join(unknown)}. Use a preset, or join pieces with '+', "
                                "e.g. 'grpo+negative_only'")
     if len(set(names)) != len(names):
