@@ -28,8 +28,9 @@ class Proc:
 
 
 def log_message(path: Path, max_chars: int = 600) -> str:
-    """The useful last words of a log: the CLI's ``error: ...`` line, else the last line
-    (a traceback's exception), without the traceback itself."""
+    """The useful last words of a log: the CLI's ``error: ...`` line, else the exception of
+    the last traceback (its first unindented line after the frames: "ValueError: ..."),
+    else the last line — never the traceback's frames nor what was printed after them."""
     try:
         lines = [ln.rstrip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -37,6 +38,12 @@ def log_message(path: Path, max_chars: int = 600) -> str:
     for ln in reversed(lines):
         if ln.startswith("error:"):
             return ln[len("error:"):].strip()[:max_chars]
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last)")]
+    if starts:
+        tail = lines[starts[-1] + 1:]
+        exc = [ln for ln in tail if not ln.startswith((" ", "\t"))]
+        if exc:
+            return exc[0][:max_chars]
     return lines[-1][:max_chars] if lines else ""
 
 
@@ -84,7 +91,7 @@ class RunManager:
         rc = p.popen.poll()
         msg = "" if rc in (None, 0) or p.killed else log_message(p.log)
         return {"alive": rc is None, "returncode": rc, "message": msg, "log": str(p.log), "pid": p.popen.pid,
-                "killed": p.killed}
+                "killed": p.killed, "started": p.started}
 
     def status_overrides(self) -> dict[str, str]:
         """Run id -> status text for dashboard processes that ended without telling the store."""

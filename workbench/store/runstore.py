@@ -10,7 +10,6 @@ in ``_control.py``.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sqlite3
 import time
@@ -24,6 +23,7 @@ from workbench.store import export as ex
 from workbench.store._control import ControlMixin
 from workbench.store._evals import EvalsMixin
 from workbench.store._lease import CRASHED, LeaseMixin
+from workbench.store.ids import new_run_id
 
 STATUSES = ("created", "running", "paused", "finished", "failed", "stopped")
 #: What readers may see besides STATUSES: a run whose trainer is gone (see ``_lease.py``).
@@ -64,9 +64,8 @@ class RunStore(EvalsMixin, ControlMixin, LeaseMixin):
         strategy: str | None = None,
     ) -> str:
         """Register a new run (status "created"); returns its id."""
-        if run_id is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            run_id = f"{stamp}-{cd.slug(name or 'run')}-{secrets.token_hex(2)}"
+        if run_id is None:  # the same scheme as the dashboard's (name, else the strategy)
+            run_id = new_run_id(name or strategy)
         cd.check_run_id(run_id)
         text = cd.dumps(cd.check_dict(config, "config"), "config")
         now = time.time()
@@ -210,6 +209,12 @@ class RunStore(EvalsMixin, ControlMixin, LeaseMixin):
         """Names of every scalar the run has logged, sorted."""
         self._require_run(None, run_id)
         return [r[0] for r in self._db.rows("SELECT key FROM scalar_keys WHERE run_id = ? ORDER BY key", (run_id,))]
+
+    def step_times(self, run_id: str) -> dict[int, float]:
+        """{step: wall-clock time (epoch seconds) the step was stored}, for time axes."""
+        self._require_run(None, run_id)
+        return {int(r[0]): float(r[1]) for r in
+                self._db.rows("SELECT step, created_at FROM steps WHERE run_id = ? ORDER BY step", (run_id,))}
 
     def step_problems(self, run_id: str, since_step: int = -1, problem_id: str | None = None) -> list[dict[str, Any]]:
         """Per-problem rows of training steps after ``since_step`` (step, problem_id, split, n, c, extras)."""
