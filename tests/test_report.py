@@ -125,3 +125,13 @@ def test_an_unfinished_run_is_left_out_not_compared_at_an_earlier_step(fake):
     rows = an.figure_table(fake, an.load(fake, "fake"), "eval", 8, "grpo")
     assert rows[0].values["pass@1"].n == 3 and rows[1].values["pass@1"].n == 2
     assert rows[1].values["pass@1"].seeds == (0, 2) and rows[1].effects["pass@8"].n == 2
+
+
+def test_a_run_with_another_base_model_is_flagged(fake, tmp_path):
+    assert an.base_mismatch(fake, an.load(fake, "fake")) == []
+    rid = "fake-bbg-s2"
+    with fake._db.write() as c:
+        c.execute("DELETE FROM evaluations WHERE run_id = ? AND label = 'base'", (rid,))
+    fake.write_evaluation(rid, 0, "base", "eval", {**fx.BASE, "eval/pass@1": 0.0}, [{"problem_id": "p0", "n": 8, "c": 0}])
+    assert an.base_mismatch(fake, an.load(fake, "fake")) == [rid]
+    assert f"WARNING" in build_report(fake, "fake") and rid in build_report(fake, "fake")

@@ -156,6 +156,10 @@ def build_report(store: Any, exp_id: str, *, baseline: str | None = None, k: int
     meta.setdefault("runs", ", ".join(f"{v} {s}" for s, v in sorted(an.status_counts(exp).items())))
     meta.setdefault("table", f"split '{split}', k = {k}, effects against {base_cell.label}")
     meta.setdefault("written", _dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    odd = an.base_mismatch(store, exp, split)
+    if odd:
+        meta["WARNING"] = (f"the base-model evaluation of {', '.join(odd)} differs from the other runs': they did not "
+                           "start from the same model or evaluation settings, so their comparisons are not paired")
     meta_html = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td></tr>" for a, b in meta.items() if b not in (None, ""))
 
     base = an.base_row(finals, k)

@@ -252,6 +252,27 @@ def cell_bands(store: Any, exp: Experiment, source: str, key: str, split: str = 
             for c in exp.cells}
 
 
+def base_mismatch(store: Any, exp: Experiment, split: str = "eval", key: str = "eval/pass@1") -> list[str]:
+    """Runs whose base-model evaluation differs from the most common one. With common random
+    numbers every run evaluates the same base model on the same problems with the same
+    sampling seed, so any difference means a run did not start from the same model (or
+    evaluation settings) as the others and its comparisons are not paired. [] = all agree."""
+    values: dict[str, float] = {}
+    for r in exp.runs:
+        if not _has(store, r["run_id"]):
+            continue
+        base = [e for e in store.evaluations(r["run_id"], label="base", split=split)]
+        if base:
+            values[r["run_id"]] = round(_num(base[0]["summary"].get(key)), 9)
+    if not values:
+        return []
+    counts: dict[float, int] = {}
+    for v in values.values():
+        counts[v] = counts.get(v, 0) + 1
+    common = max(counts, key=lambda v: counts[v])
+    return sorted(rid for rid, v in values.items() if v != common)
+
+
 def status_counts(exp: Experiment) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in exp.runs:
