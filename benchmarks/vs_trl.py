@@ -9,7 +9,8 @@ eps = 0.2, and the same precision: float32 weights and matmuls for both (TRL wit
 ``bf16=False, fp16=False``). Each tool runs in its own subprocess (one after the other, so
 they do not compete for the cores) and reports the median wall time of a whole training
 step after warm-up (the workbench's includes its per-step metrics and store write),
-rollout and update tokens per second, and its peak resident memory. Generated lengths
+rollout and update tokens per second, and its peak resident memory (and the resident
+memory just before the first step, so the growth during training can be read off). Generated lengths
 differ a little between the tools (different sampling streams), so tokens per second are
 also given. ``--threads N`` pins both tools to N intra-op threads (default: torch's own).
 
@@ -38,6 +39,12 @@ import time
 DEFAULTS = {"prompts": 32, "group": 8, "max_new_tokens": 10, "rank": 16, "lr": 5e-4}
 
 
+def _model_path(a: argparse.Namespace):
+    from workbench.paths import MODELS_DIR
+
+    return a.model or str(MODELS_DIR / "tiny-primes")
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -53,13 +60,14 @@ def run_workbench(a: argparse.Namespace) -> dict:
     from workbench.session import Session
 
     with tempfile.TemporaryDirectory() as ws:
-        sess = Session(workspace=ws, steps=a.warmup + a.steps, **{
+        sess = Session(workspace=ws, steps=a.warmup + a.steps, **{"model.name_or_path": _model_path(a),
             "rollout.prompts_per_step": a.prompts, "rollout.group_size": a.group,
             "rollout.max_new_tokens": a.max_new_tokens, "lora.rank": a.rank, "lora.alpha": 2.0 * a.rank,
             "optim.lr": a.lr, "optim.updates_per_batch": 1, "loss.kl_coef": 0.0, "model.dtype": "float32",
             "eval.every": 0, "eval.n": 1, "eval.max_problems": 1, "eval.seen_problems": 0, "checkpoint_every": 0})
         sess.ensure_base()
         precision = str(next(sess.model.parameters()).dtype).removeprefix("torch.")
+        rss_before = _peak_rss_mb()
         walls, recs = [], []
         for _ in range(a.warmup + a.steps):
             t0 = time.perf_counter()
@@ -74,6 +82,7 @@ def run_workbench(a: argparse.Namespace) -> dict:
         "tokens_per_step": statistics.mean(tokens),
         "step_s_per_1k_tokens": statistics.median(w / t * 1000 for w, t in zip(walls, tokens)),
         "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_mb": rss_before,
         "precision": precision,
         **_environment(),
     }
@@ -87,12 +96,11 @@ def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from workbench.paths import MODELS_DIR
     from workbench.tasks import get_task
 
     task = get_task("two_primes")
     problems = {task.prompt(p): p for p in task.load_split("train")}
-    path = MODELS_DIR / "tiny-primes"
+    path = _model_path(a)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path)
@@ -118,8 +126,12 @@ def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
 
     transformers.GenerationMixin.generate = timed_generate
     walls, gens = [], []
+    rss_before = {}
 
     class Timer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            rss_before["mb"] = _peak_rss_mb()
+
         def on_step_begin(self, args, state, control, **kw):
             self.t0, self.g0 = time.perf_counter(), gen_time["s"]
 
@@ -149,6 +161,7 @@ def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
         "tokens_per_step": statistics.mean(tokens),
         "step_s_per_1k_tokens": statistics.median(w / t * 1000 for w, t in zip(walls, tokens)),
         "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_mb": rss_before["mb"],
         "precision": f"{weights} + {mixed}" if mixed else weights,
         **_environment(),
     }
@@ -163,6 +176,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
     ap.add_argument("--rank", type=int, default=DEFAULTS["rank"])
     ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    ap.add_argument("--model", default="", help="a local model folder (default: the embedded tiny-primes)")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads per tool (0: torch's default)")
     ap.add_argument("--trl-defaults", action="store_true",
                     help="also run TRL with its default precision settings, as an extra row (not in the ratio)")

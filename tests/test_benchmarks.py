@@ -47,3 +47,35 @@ def test_trl_comparison_runs_side_by_side_at_equal_precision():
     assert report["precision"] == "float32" and report["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert report["ratio_step_time"] == report["workbench"]["step_s"] / report["trl"]["step_s"]
     assert "trl_defaults" not in report                            # the extra row only on request
+
+
+def test_scaling_quick_runs_both_tools_on_a_random_byte_level_model(tmp_path):
+    out = _run(["benchmarks/scaling.py", "--quick", "--json", str(tmp_path / "rows.json"),
+                "--html", str(tmp_path / "scaling.html")])
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert len(rows) == 1 and rows[0]["model"] == "tiny" and 0 < rows[0]["params"] < 100_000
+    r = rows[0]
+    for tool in ("workbench", "trl"):
+        assert r[tool]["precision"] == "float32" and r[tool]["threads"] == 1
+        assert 0 < r[tool]["tokens_per_step"] <= 2 * 2 * 4 and r[tool]["peak_rss_mb"] >= r[tool]["rss_before_mb"] > 0
+    assert r["ratio_step_time"] == r["workbench"]["step_s"] / r["trl"]["step_s"]
+    assert "quick" in out and "ratio" in out
+    html = (tmp_path / "scaling.html").read_text()
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000 and '<script src="http' not in html  # self-contained
+
+
+def test_byte_level_model_encodes_every_byte_and_has_the_asked_size(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from scaling import build_random_model
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from transformers import AutoTokenizer
+
+    n = build_random_model("tiny", tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    text = "2 + 3 = 5?\né"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text.encode()) and max(ids) < 256      # one id per byte
+    assert tok.decode(ids) == text and tok.eos_token_id == 257 and tok.pad_token_id == 256
+    assert 10_000 < n < 100_000
