@@ -224,12 +224,12 @@ def test_schema_migrates_a_version_1_store(tmp_path):
     store.create_run({}, run_id="old")
     store.close()
     with sqlite3.connect(tmp_path / "store.sqlite") as c:       # a store written by version 1
-        c.execute("ALTER TABLE runs DROP COLUMN heartbeat_at")
-        c.execute("ALTER TABLE runs DROP COLUMN owner")
+        for column in ("heartbeat_at", "owner", "notes", "tags"):
+            c.execute(f"ALTER TABLE runs DROP COLUMN {column}")
         c.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store = RunStore(tmp_path)
     run = store.get_run("old")
-    assert run["heartbeat_at"] is None and run["status"] == "created"
+    assert run["heartbeat_at"] is None and run["status"] == "created" and run["tags"] == [] and run["notes"] == ""
     with sqlite3.connect(tmp_path / "store.sqlite") as c:
         assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
 

@@ -117,6 +117,17 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                     b_parquet = gr.Button("Download scalars (Parquet)", size="sm", elem_id="btn-export-parquet")
                     b_evals = gr.Button("Download evaluations (JSON)", size="sm", elem_id="btn-export-evals")
                 export_file = gr.File(label="Export of the selected run", interactive=False, elem_id="export-file")
+                with gr.Accordion("Name, notes, tags, delete (selected run)", open=False, elem_id="housekeeping"):
+                    with gr.Row():
+                        h_name = gr.Textbox(label="Name", scale=2, elem_id="run-name")
+                        h_tags = gr.Textbox(label="Tags (comma-separated)", scale=2, elem_id="run-tags")
+                        b_save = gr.Button("Save", size="sm", scale=0, elem_id="btn-save-meta")
+                    h_notes = gr.Textbox(label="Notes", lines=3, elem_id="run-notes")
+                    with gr.Row():
+                        h_confirm = gr.Textbox(label="To delete the run, its checkpoints and log: type its id",
+                                               scale=3, elem_id="delete-confirm")
+                        b_delete = gr.Button("Delete run", variant="stop", size="sm", scale=1, elem_id="btn-delete")
+                    h_msg = gr.Markdown("", elem_id="housekeeping-msg")
                 gr.Markdown("### Start a new run")
                 with gr.Row():
                     f_model = gr.Dropdown(choices=forms.model_choices(ctl.policy), value=forms.default_model(),
@@ -363,6 +374,28 @@ def build_app(workspace: str | Path = "runs", poll_seconds: float = POLL_SECONDS
                     _warn(exc)
                     return None
             return fn
+
+        run_select.change(ctl.run_meta, run_select, [h_name, h_notes, h_tags], show_progress="hidden",
+                          api_visibility="private")
+
+        def on_save(run_id, name, notes, tags):
+            try:
+                return ctl.annotate(run_id, name, notes, tags), ctl.runs_rows()
+            except forms.FormError as exc:
+                return _warn(exc), gr.skip()
+
+        def on_delete(run_id, confirm):
+            try:
+                msg = ctl.delete(run_id, confirm)
+            except forms.FormError as exc:
+                return _warn(exc), gr.skip(), gr.skip(), gr.skip()
+            ids = ctl.run_ids()
+            return msg, ctl.runs_rows(), gr.update(choices=ids, value=ids[0] if ids else None), ""
+
+        b_save.click(on_save, [run_select, h_name, h_notes, h_tags], [h_msg, runs_df], api_visibility="private",
+                     show_progress="hidden")
+        b_delete.click(on_delete, [run_select, h_confirm], [h_msg, runs_df, run_select, h_confirm],
+                       api_visibility="private", show_progress="hidden")
 
         for btn, kind in ((b_csv, "csv"), (b_parquet, "parquet"), (b_evals, "evaluations")):
             btn.click(export(kind), [run_select], [export_file], api_visibility="private", show_progress="minimal")

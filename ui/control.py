@@ -19,6 +19,7 @@ from ui.forms import FormError, check_step_count, run_request, switch_payload
 from ui.live import CachedStore
 from ui.runner import RunManager
 from ui.security import WebPolicy
+from workbench.errors import WorkbenchError
 from workbench.store import RunStore
 
 #: Commands a session applies between steps (``workbench.session.COMMANDS``), as the
@@ -62,7 +63,7 @@ class Controller:
             if rid not in known:
                 st = self.manager.state(rid) or {}
                 status = "starting" if st.get("alive") else f"exited before starting (code {st.get('returncode')})"
-                early.append([rid, status, "", 0, "", "–", "–", "–", "", "", ""])
+                early.append([rid, status, "", 0, "", "–", "–", "–", "", "", "", "", ""])
         return early + rows
 
     def filtered_rows(self, query: str | None = None) -> list[list[Any]]:
@@ -71,6 +72,45 @@ class Controller:
         words = [w for w in (query or "").lower().split() if w]
         rows = self.runs_rows()
         return [r for r in rows if all(w in " ".join(str(x) for x in r).lower() for w in words)]
+
+    def run_meta(self, run_id: str | None) -> tuple[str, str, str]:
+        """(name, notes, tags as "a, b") of a run, for the housekeeping form ("" when unknown)."""
+        try:
+            run = self.store.get_run(run_id or "")
+        except Exception:  # noqa: BLE001
+            return "", "", ""
+        return run.get("name") or "", run.get("notes") or "", ", ".join(run.get("tags") or [])
+
+    def annotate(self, run_id: str | None, name: str, notes: str, tags: str) -> str:
+        """Save a run's name, notes and tags (the id stays)."""
+        if not run_id:
+            raise FormError("no run selected: pick a run at the top of the page")
+        try:
+            self.store.annotate(run_id, name=name or "", notes=notes or "", tags=tags or "")
+        except WorkbenchError as exc:
+            raise FormError(str(exc)) from None
+        except Exception:  # noqa: BLE001
+            raise FormError(f"run {run_id!r} is not in the store {self.workspace}") from None
+        return f"saved name, notes and tags of {run_id}"
+
+    def delete(self, run_id: str | None, confirm: str = "") -> str:
+        """Delete a run from the store with its checkpoints and log. ``confirm`` must repeat
+        the run id (the dashboard asks for it); a run a trainer is working on is refused."""
+        if not run_id:
+            raise FormError("no run selected: pick a run at the top of the page")
+        if (confirm or "").strip() != run_id:
+            raise FormError(f"to delete {run_id}, type its id to confirm")
+        try:
+            run = self.store.get_run(run_id)
+        except Exception:  # noqa: BLE001
+            raise FormError(f"run {run_id!r} is not in the store {self.workspace}") from None
+        proc = self.manager.state(run_id)
+        if run["status"] in ("running", "paused", "created") or (proc and proc["alive"]):
+            raise FormError(f"run {run_id} is {run['status']}: stop it first (a trainer is working on it)")
+        self.store.delete_run(run_id, remove_checkpoints=True)
+        (self.manager.logs / f"{run_id}.log").unlink(missing_ok=True)
+        self.cache.forget(run_id)
+        return f"deleted {run_id} (its rows, checkpoints and log)"
 
     def export(self, run_id: str | None, kind: str) -> Path:
         """Write the run's per-step scalars ("csv", "parquet") or its evaluations ("evaluations":

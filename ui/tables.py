@@ -11,7 +11,8 @@ from typing import Any
 from ui.timeline import finite, spans_from_events
 from ui.views import _has_run
 
-RUN_COLUMNS = ["run", "status", "strategy", "step", "of", "reward", "entropy", "eval pass@1", "model", "task", "started"]
+RUN_COLUMNS = ["run", "status", "strategy", "step", "of", "reward", "entropy", "eval pass@1", "model", "task", "started",
+               "name", "tags"]
 
 
 def runs_table(store: Any, extra_status: dict[str, str] | None = None) -> list[list[Any]]:
@@ -31,6 +32,7 @@ def runs_table(store: Any, extra_status: dict[str, str] | None = None) -> list[l
             _fmt(evs[-1]["summary"].get("eval/pass@1") if evs else None),
             (cfg.get("model") or {}).get("name_or_path", ""), (cfg.get("task") or {}).get("name", ""),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
+            r.get("name") or "", ", ".join(r.get("tags") or []),
         ])
     return rows
 

@@ -105,3 +105,28 @@ def test_exports_and_runs_filter(fake_store):
     assert ctl.runs_rows()[0][2] == "grpo→bbg@8"                      # the strategy sequence
     assert [r[0] for r in ctl.filtered_rows("bbg@8 finished")] == [RID]
     assert ctl.filtered_rows("no-such-word") == []
+
+
+def test_rename_notes_tags_and_delete(fake_store):
+    from ui import forms
+    from ui.control import Controller
+
+    ctl = Controller(fake_store.root)
+    ckpt = fake_store.root / "checkpoints" / RID / "step-15"
+    ckpt.mkdir(parents=True)
+    (ckpt / "adapter.safetensors").write_bytes(b"x")
+    ctl.annotate(RID, "first try", "lr too high?", "baseline, lr-sweep")
+    assert ctl.run_meta(RID) == ("first try", "lr too high?", "baseline, lr-sweep")
+    row = ctl.runs_rows()[0]
+    assert row[-2:] == ["first try", "baseline, lr-sweep"]
+    assert [r[0] for r in ctl.filtered_rows("lr-sweep")] == [RID]
+    with pytest.raises(forms.FormError, match="a tag is"):
+        ctl.annotate(RID, "x", "", "has space")
+    with pytest.raises(forms.FormError, match="type its id"):
+        ctl.delete(RID, "")
+    fake_store.set_status(RID, "running")
+    with pytest.raises(forms.FormError, match="stop it first"):
+        ctl.delete(RID, RID)
+    fake_store.set_status(RID, "finished")
+    assert "deleted" in ctl.delete(RID, RID)
+    assert ctl.runs_rows() == [] and not ckpt.exists()

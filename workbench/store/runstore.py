@@ -10,6 +10,7 @@ in ``_control.py``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -43,6 +44,8 @@ def _run(r: sqlite3.Row, status: str, with_config: bool = True) -> dict[str, Any
         "revision": r["revision"],
         "heartbeat_at": r["heartbeat_at"],
         "owner": r["owner"],
+        "notes": r["notes"] or "",
+        "tags": cd.loads(r["tags"]) if r["tags"] else [],
     }
     if with_config:
         out["config"] = cd.loads(r["config"])
@@ -112,6 +115,28 @@ class RunStore(EvalsMixin, ControlMixin, LeaseMixin):
             self._require_run(c, run_id)
             c.execute(f"UPDATE runs SET {column} = ? WHERE run_id = ?", (value, run_id))
             self._touch(c, run_id)
+
+    def annotate(self, run_id: str, name: str | None = None, notes: str | None = None,
+                 tags: Iterable[str] | str | None = None) -> dict[str, Any]:
+        """Rename a run (its display name; the id stays), set its notes, or its tags (a list,
+        or a comma-separated string); None leaves a field as it is. Returns the run."""
+        if name is not None:
+            name = str(name).strip()
+            if len(name) > 100 or "\n" in name:
+                raise ConfigError("name: at most 100 characters on one line")
+            self._set(run_id, "name", name or None)
+        if notes is not None:
+            if len(str(notes)) > 20_000:
+                raise ConfigError("notes: at most 20,000 characters")
+            self._set(run_id, "notes", str(notes))
+        if tags is not None:
+            items = [t.strip() for t in (tags.split(",") if isinstance(tags, str) else tags) if str(t).strip()]
+            bad = [t for t in items if not re.fullmatch(r"[\w.:+@/-]{1,40}", t)]
+            if bad:
+                raise ConfigError(f"tags: {', '.join(map(repr, bad))} — a tag is 1-40 letters, digits or . _ - : + @ /, "
+                                  "tags separated by commas")
+            self._set(run_id, "tags", cd.dumps(list(dict.fromkeys(items)), "tags"))
+        return self.get_run(run_id)
 
     def delete_run(self, run_id: str, remove_checkpoints: bool = True) -> None:
         """Delete the run and all its rows; also its ``checkpoints/<run_id>/`` folder."""

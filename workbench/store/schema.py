@@ -20,12 +20,13 @@ Why this shape:
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from workbench.errors import StoreError
 
 #: Bump when the tables change, and add the step from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,7 +42,9 @@ CREATE TABLE IF NOT EXISTS runs (
     last_step  INTEGER NOT NULL DEFAULT -1,
     revision   INTEGER NOT NULL DEFAULT 0,
     heartbeat_at REAL,
-    owner      TEXT
+    owner      TEXT,
+    notes      TEXT,
+    tags       TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs(created_at);
 
@@ -177,6 +180,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 MIGRATIONS: dict[int, list[str]] = {
     # 2: the trainer's heartbeat and who it is (host:pid), so a killed trainer shows as crashed
     2: ["ALTER TABLE runs ADD COLUMN heartbeat_at REAL", "ALTER TABLE runs ADD COLUMN owner TEXT"],
+    # 3: the user's notes and tags on a run (the dashboard's housekeeping)
+    3: ["ALTER TABLE runs ADD COLUMN notes TEXT", "ALTER TABLE runs ADD COLUMN tags TEXT"],
 }
 
 
@@ -221,5 +226,8 @@ def ensure_schema(c: sqlite3.Connection) -> None:
         raise _too_new(found)
     for version in range(found + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS.get(version, []):
+            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+            if added and added[2] in {r[1] for r in c.execute(f"PRAGMA table_info({added[1]})")}:
+                continue  # already there (a store that a newer version created, then rolled back)
             c.execute(statement)
     c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
