@@ -42,3 +42,21 @@ def test_log_message_is_the_exception_not_the_last_line(tmp_path):
     assert log_message(log) == "RuntimeError: CUDA out of memory"
     log.write_text("step 3\nerror: task.params.path: no such file\n")
     assert log_message(log) == "task.params.path: no such file"
+
+
+def test_a_crashed_run_says_so_and_stop_says_it_is_not_running(fake_store):
+    """A run whose trainer died (stored 'running', heartbeat written, lock free) is crashed in
+    the table and the status line, its error event is the message, and Stop does not pretend."""
+    import pytest
+
+    from ui import forms
+
+    fake_store.set_status(RID, "running")
+    fake_store.heartbeat(RID)                     # a trainer was here; no process holds the lock now
+    fake_store.add_event(RID, 15, "error", {"message": "RuntimeError: out of memory at step 16"})
+    ctl = Controller(fake_store.root)
+    assert ctl.runs_rows()[0][1] == "crashed"
+    line = ctl.status_line(RID, ctl.cache.sync(RID)[0])
+    assert "crashed" in line and "out of memory at step 16" in line and "Resume" in line
+    with pytest.raises(forms.FormError, match="crashed: no session applies commands"):
+        ctl.send(RID, "stop")
