@@ -511,6 +511,10 @@ class TrlRun:
     def failed(self, exc: BaseException) -> None:
         if not self.is_main:
             return
+        if isinstance(exc, KeyboardInterrupt):  # the user stopped it: resumable, not failed
+            self.store.set_status(self.run_id, "stopped")
+            self.session.close()
+            return
         try:
             self.store.set_status(self.run_id, "failed")
             self.store.add_event(self.run_id, self.step, "error", {
