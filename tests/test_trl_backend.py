@@ -164,6 +164,10 @@ def test_cli_trl_run_shows_in_the_dashboard(tmp_path, capsys):
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(exported["files"])
     assert "backend `trl`" in (tmp_path / "export" / "README.md").read_text()
 
+    assert main(["eval", "--run", "trl-cli", "--workspace", str(ws), "--n", "2", "--max-problems", "2",
+                 "--json"]) == 0                        # the TRL checkpoint evaluates like an engine one
+    assert '"step": 2' in capsys.readouterr().out
+
     fig = views.reward_figure(store, "trl-cli")
     xs = sorted({x for tr in fig.data for x in (tr.x or ())})
     assert 1 in xs and 2 in xs

@@ -778,6 +778,12 @@ def load_run_policy(run_id: str, workspace: str | os.PathLike = "runs", step: in
         raise CheckpointError(f"run {run_id} has no checkpoint{'' if step is None else f' at step {step}'} "
                               f"(checkpoints at steps: {have})")
     ck = max(cks, key=lambda c: c["step"])
+    path = Path(ck["path"])
+    if not (path / "adapter.safetensors").exists() and (path / "adapter_config.json").is_file():
+        from workbench.export import load_checkpoint_model  # a TRL-backend checkpoint: a PEFT folder
+
+        model, tok, info = load_checkpoint_model(cfg, path)
+        return model, tok, cfg, {**info, "step": ck["step"]}
     model, tok, info = load_model_and_tokenizer(cfg.model)
     model = add_lora(model, cfg.lora, seed=cfg.seed)
     copy_adapter(model, read_checkpoint(Path(ck["path"]), info["device"]).weights, Path(ck["path"]))

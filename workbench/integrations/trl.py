@@ -403,7 +403,28 @@ class TrlRun:
         if trackers:
             trackers.log_step(s, scalars)
 
+    def sharded(self) -> str | None:
+        """What shards the weights across processes (FSDP, ZeRO-3), or None."""
+        t = self.trainer
+        if getattr(t, "is_fsdp_enabled", False):
+            return "FSDP"
+        plugin = getattr(t.accelerator.state, "deepspeed_plugin", None) if getattr(t, "is_deepspeed_enabled", False) \
+            else None
+        if plugin is not None and getattr(plugin, "zero_stage", 0) == 3:
+            return "DeepSpeed ZeRO-3"
+        return None
+
     def evaluate(self) -> None:
+        how = self.sharded() if self.trainer is not None else None
+        if how is not None:  # the main process does not hold the whole model: no evaluation
+            if self.is_main and not getattr(self, "_warned_sharded", False):
+                self._warned_sharded = True
+                self.store.add_event(self.run_id, self.step, "warning", {"message": (
+                    f"{how} shards the weights across processes, and the workbench's evaluations run on the main "
+                    "process with the whole model: evaluations after the base model's are skipped. Use DDP or "
+                    "ZeRO-1/2 for evaluation points, or evaluate a checkpoint with `workbench eval --run RUN`.")})
+            self.last_eval = self.step
+            return
         if self.is_main:
             self.session.step_count = self.step
             was_training = self.session.model.training
