@@ -44,7 +44,7 @@ def hanging(tmp_path, monkeypatch):
 
 
 def test_a_hanging_call_is_unparsed_and_reported(hanging):
-    t = get_task("custom", path=str(hanging), verifier="hangverif:check", timeout=0.5)
+    t = get_task("custom", path=str(hanging), verifier="hangverif:check", timeout=1.0)
     events = []
     t.on_event = lambda kind, payload: events.append((kind, payload))
     probs = t.load_split("train")[:3]
@@ -61,14 +61,14 @@ def test_a_hanging_call_is_unparsed_and_reported(hanging):
     # two distinct hangs, each waited for once (the repeated "sleep" is not tried again)
     assert [e[0] for e in events] == ["verifier_timeout", "verifier_timeout"]
     assert events[0][1]["problem_id"] == p1.id and events[0][1]["completion"] == "sleep"
-    assert events[0][1]["samples"] == 2 and events[0][1]["timeout"] == 0.5
+    assert events[0][1]["samples"] == 2 and events[0][1]["timeout"] == 1.0
     assert events[1][1]["completion"] == "regex"
     assert took < 10, took
     # a pair that hung before is not tried again in a later batch
     events.clear()
     t0 = time.monotonic()
     assert t.verify_batch([p1, p0], ["sleep", p0.data["answer"]])[0] == UNPARSED_VERDICT
-    assert time.monotonic() - t0 < 0.5 and events == []
+    assert time.monotonic() - t0 < 1.0 and events == []
     t.close()
 
 
@@ -99,13 +99,13 @@ def test_the_session_records_a_timeout_event(hanging, tmp_path):
     from workbench.session import Session
     from workbench.store import RunStore
 
-    # the embedded model never writes "sleep", so make every completion hang once: a verifier
-    # that sleeps on all inputs would trip the streak limit, so it hangs only on problem q1
+    # a verifier that hangs on every completion of problem q1 (and only there: hanging on all
+    # inputs would trip the streak limit)
     (tmp_path / "hangone.py").write_text(
         "import time\ndef check(record, completion):\n"
         "    if record['id'] == 'q1':\n        time.sleep(600)\n    return False\n")
     sess = Session(workspace=str(tmp_path / "runs"), steps=1, **{
-        "task.name": "custom", "task.params": {"path": str(hanging), "verifier": "hangone:check", "timeout": 0.3,
+        "task.name": "custom", "task.params": {"path": str(hanging), "verifier": "hangone:check", "timeout": 1.0,
                                                "eval_size": 0},
         "task.eval_split": "train", "rollout.prompts_per_step": 6, "rollout.group_size": 2,
         "rollout.max_new_tokens": 4, "eval.n": 2, "eval.max_problems": 1, "eval.seen_problems": 0,
