@@ -221,6 +221,18 @@ def test_set_strategy_command_takes_effect_at_the_next_step(tmp_path):
     assert run.trainer.wb_strategy.name == "nsr"
 
 
+def test_stop_and_checkpoint_commands_on_a_trl_run(tmp_path):
+    cfg = _cfg(tmp_path, steps=4)
+    sends = [("checkpoint", {}), ("stop", {})]
+    run = wtrl.train_trl(cfg, run_id="trl-stop", callbacks=[_SendAfterFirstStep(str(tmp_path / "ws"), sends)])
+    store = RunStore(tmp_path / "ws")
+    assert store.get_run("trl-stop")["status"] == "stopped" and store.last_step("trl-stop") == 1
+    assert [c["step"] for c in store.checkpoints("trl-stop")] == [1]
+    assert [(e["label"], e["step"]) for e in store.evaluations("trl-stop")] == [("base", 0), ("policy", 1)]
+    assert {c["status"] for c in store.commands("trl-stop")} == {"applied"}
+    assert run.trainer.state.global_step == 2
+
+
 def test_two_processes_store_each_step_once(tmp_path):
     """(c) Two accelerate processes (gloo on the CPU): each step stored once, by the main one."""
     ws = tmp_path / "ws"
