@@ -1,4 +1,4 @@
-"""Evaluation protocol (METRICS.md): n samples per problem at a fixed temperature, the same
+"""Evaluation protocol (docs/metrics.md): n samples per problem at a fixed temperature, the same
 sampling seeds at every evaluation point, per-problem (n, c) and mode counts kept so any
 k and any subset can be recomputed later.
 """

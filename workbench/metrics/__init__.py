@@ -1,4 +1,4 @@
-"""Metrics: pure functions of tensors, arrays and records (definitions as in METRICS.md).
+"""Metrics: pure functions of tensors, arrays and records (definitions as in docs/metrics.md).
 
 Shape glossary (used by every shape comment in this package):
     B  prompts (groups) in a batch

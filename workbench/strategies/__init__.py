@@ -1,4 +1,4 @@
-"""Calibration strategies: registered pieces composed into presets (see STRATEGIES.md and
+"""Calibration strategies: registered pieces composed into presets (formulas and sources in
 docs/strategies.md).
 
 Importing this package is torch-free (the dashboard reads ``catalog``); the torch

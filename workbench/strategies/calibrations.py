@@ -1,4 +1,4 @@
-"""Calibrations: advantages [B, G] -> advantages [B, G], composable in order (STRATEGIES.md).
+"""Calibrations: advantages [B, G] -> advantages [B, G], composable in order (docs/strategies.md).
 
 c = number of samples with reward > 0 in the group (after the reward transform), G the
 group size. Each piece is pure: it returns a new tensor and leaves its input alone.

@@ -3,7 +3,7 @@
 Torch-free on purpose: the dashboard (which imports no torch) builds its strategy forms
 from this module. The implementations live beside it and register against these names;
 a test holds the two in agreement. Defaults marked (choice) are this project's where the
-source paper left the detail open (see STRATEGIES.md).
+source paper left the detail open (see docs/strategies.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Estimators: group rewards [B, G] -> per-sample advantages [B, G] (STRATEGIES.md).
+"""Estimators: group rewards [B, G] -> per-sample advantages [B, G] (docs/strategies.md).
 
 "Correct" for psr / nsr / w_reinforce means reward > 0 after the reward transform
 (choice: with the verifier's binary reward this is the verifier's verdict).

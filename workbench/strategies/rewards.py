@@ -1,4 +1,4 @@
-"""Reward transforms: replace the verifier's reward before the estimator (STRATEGIES.md).
+"""Reward transforms: replace the verifier's reward before the estimator (docs/strategies.md).
 
 The raw reward stays in ``GroupBatch.rewards`` and is logged as ``train/reward_mean``;
 the transformed one is ``train/reward_transformed_mean``.

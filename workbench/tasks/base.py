@@ -3,7 +3,7 @@
 A task family turns a seed into problems, a problem into a prompt, and a completion into a
 ``Verdict``.  The verdict carries a *mode key* for correct completions — the canonical
 identity of the solution — so that "how many different correct solutions does the policy
-still produce" (METRICS.md, mode collapse) is a count of distinct keys.
+still produce" (docs/metrics.md, mode collapse) is a count of distinct keys.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ The verifier is named ``"module:function"`` or ``"path/to/file.py:function"`` an
   required; the other is derived as above);
 - a ``Verdict``.
 
-Unless given, ``answer`` and the mode key are the normalised completion text (METRICS.md's
+Unless given, ``answer`` and the mode key are the normalised completion text (docs/metrics.md's
 fallback for answers without structure), ``parsed`` is True, and the mode key is dropped
 for incorrect completions.
 
