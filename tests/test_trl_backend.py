@@ -131,6 +131,12 @@ def test_engine_only_pieces_are_refused(tmp_path):
         wtrl.parse_trl_args({"use_vlm": "true"})
     assert wtrl.parse_trl_args({"use_vllm": "true", "vllm_mode": "colocate"}) == {"use_vllm": True,
                                                                                   "vllm_mode": "colocate"}
+    from workbench.cli import main, split_trl_args
+
+    assert split_trl_args(["train", "--trl.use_vllm", "--trl.vllm_mode=server", "--trl.ddp_timeout", "60", "-G",
+                           "4"]) == (["train", "-G", "4"], {"use_vllm": "true", "vllm_mode": "server",
+                                                            "ddp_timeout": "60"})
+    assert main(["train", "--trl.use_vllm", "true", "--workspace", str(tmp_path / "ws")]) == 2   # needs --backend trl
 
 
 def test_cli_trl_run_shows_in_the_dashboard(tmp_path, capsys):
