@@ -281,7 +281,7 @@ def heatmap_matrix(store: Any, run_id: str, color: str = "eff_modes", split: str
             eff, ci = finite(r.get("eff_modes")), finite(r.get("collapse_index"))
             hr.append(f"c = {r['c']}/{r['n']}, modes {r.get('num_modes', 0)}"
                       + (f", eff. modes {eff:.2f}" if eff is not None else "")
-                      + (f", collapse {ci:.2f}" if ci is not None else ""))
+                      + (f", collapse {ci:.2f} at m = {r.get('collapse_m')}" if ci is not None else ""))
         z.append(zr)
         hover.append(hr)
     return {"x": [s for s, _, _ in cols], "y": order, "z": z, "hover": hover,
