@@ -221,13 +221,13 @@ def main() -> None:
           f"LoRA r={a.rank} all-linear, 1 optimiser step per batch, no KL; median of {a.steps} steps after {a.warmup}")
     print(f"torch {wb['torch']}, CPU capability {wb['cpu_capability']}, {wb['threads']} thread(s) per tool; "
           f"ratio at equal precision: {results['precision']}")
-    print(f"{'':<22} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
+    print(f"{'':<26} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
           f"{'update tok/s':>13} {'peak MB':>8}")
     labels = {"workbench": "workbench", "trl": "trl", "trl_defaults": "trl, its defaults (extra)"}
     for name in labels:
         if name in results:
             r = results[name]
-            print(f"{labels[name]:<22} {r['precision']:<26} {r['step_s']:>8.3f} {r['tokens_per_step']:>9.0f} "
+            print(f"{labels[name]:<26} {r['precision']:<26} {r['step_s']:>8.3f} {r['tokens_per_step']:>9.0f} "
                   f"{r['step_s_per_1k_tokens']:>9.3f} {r['rollout_tok_s']:>14.0f} {r['update_tok_s']:>13.0f} "
                   f"{r['peak_rss_mb']:>8.0f}")
     print(f"workbench / TRL step time at equal precision ({results['precision']}): {results['ratio_step_time']:.2f} "

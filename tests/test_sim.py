@@ -304,16 +304,16 @@ def test_clipping_lowers_entropy_under_random_rewards_when_the_policy_is_skewed(
 
 def test_kl_cov_preset_updates_at_least_twice_and_first_update_is_on_policy(monkeypatch):
     # the |log rho| penalty has no gradient while rho == 1, so the preset's floor is two updates
-    import workbench.sim.engine as eng
+    import workbench.update as upd      # the update path the simulator shares with the engine
 
-    real, seen = eng.policy_loss, []
+    real, seen = upd.policy_loss, []
 
     def spy(logp, old_logp, adv, mask, **kw):
         parts = real(logp, old_logp, adv, mask, **kw)
         seen.append(parts.ratio)
         return parts
 
-    monkeypatch.setattr(eng, "policy_loss", spy)
+    monkeypatch.setattr(upd, "policy_loss", spy)
     sim = Simulator(SimConfig(strategy="kl_cov", updates_per_batch=1, strategy_params={"kl_cov.ratio": 0.05}))
     rec = sim.step()
     assert len(seen) == 2 and torch.equal(seen[0], torch.ones_like(seen[0]))

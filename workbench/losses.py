@@ -21,10 +21,13 @@ class LossParts:
     loss: torch.Tensor          # scalar, what is back-propagated
     pg: torch.Tensor            # scalar, aggregated surrogate term alone
     ratio: torch.Tensor         # [N, T] importance ratio (detached)
+    per_token: torch.Tensor     # [N, T] the loss per token before aggregation (with grad)
 
 
-def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: int) -> torch.Tensor:
-    """Reduce a [N, T] per-token loss to a scalar.
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: int,
+              blocks: int | None = None) -> torch.Tensor:
+    """Reduce a [N, T] per-token loss to a scalar (``blocks = S``: the rows are S equal
+    blocks, independent runs stacked, each reduced on its own → [S]).
 
     - ``token_mean`` (DAPO): sum over all valid tokens / their count. Long sequences weigh
       more in total, each token equally.
@@ -35,13 +38,18 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: in
       budget as constant: no length normalisation, so no length bias.
     """
     m = mask.to(per_token.dtype)                                          # [N, T]
+    S = blocks or 1
+
+    def total(x: torch.Tensor) -> torch.Tensor:                           # [] or [S]
+        return x.sum() if blocks is None else x.reshape(S, -1).sum(-1)
+
     if how == "token_mean":
-        return (per_token * m).sum() / m.sum().clamp(min=1.0)
+        return total(per_token * m) / total(m).clamp(min=1.0)
     if how == "seq_mean_token_mean":
         per_seq = (per_token * m).sum(-1) / m.sum(-1).clamp(min=1.0)      # [N]
-        return per_seq.mean()
+        return per_seq.mean() if blocks is None else per_seq.reshape(S, -1).mean(-1)
     if how == "seq_sum_const":
-        return (per_token * m).sum() / (per_token.shape[0] * max(max_len, 1))
+        return total(per_token * m) / (per_token.shape[0] // S * max(max_len, 1))
     raise ValueError(f"unknown aggregation {how!r}")
 
 
@@ -87,7 +95,7 @@ def policy_loss(
         per_token = per_token + extra
     loss = aggregate(per_token, mask, aggregation, max_len)
     pg = aggregate(pg_tok.detach(), mask, aggregation, max_len)
-    return LossParts(loss=loss, pg=pg, ratio=ratio.detach())
+    return LossParts(loss=loss, pg=pg, ratio=ratio.detach(), per_token=per_token)
 
 
 def clip_active(ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float) -> torch.Tensor:

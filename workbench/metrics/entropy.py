@@ -29,15 +29,19 @@ def token_entropy(logits: Tensor) -> Tensor:
     return -plogp.sum(dim=-1)  # [...]
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+def masked_mean(x: Tensor, mask: Tensor, blocks: int | None = None) -> Tensor:
     """Mean of ``x`` over positions where ``mask`` is true → 0-dim tensor.
 
     Positions outside the mask never enter (even if NaN or ±inf there).  An empty mask
-    gives 0, not NaN, so a step with no valid token logs a number.
+    gives 0, not NaN, so a step with no valid token logs a number.  ``blocks = S``: the
+    rows are S equal blocks (independent runs stacked), one mean per block → [S].
     """
     mask = mask.to(torch.bool).expand_as(x)  # [...]
-    total = torch.where(mask, x, torch.zeros_like(x)).sum()
-    count = mask.sum()
+    kept = torch.where(mask, x, torch.zeros_like(x))
+    if blocks is not None:
+        total, count = kept.reshape(blocks, -1).sum(-1), mask.reshape(blocks, -1).sum(-1)   # [S]
+    else:
+        total, count = kept.sum(), mask.sum()
     return total / count.clamp_min(1).to(total.dtype)
 
 

@@ -23,7 +23,7 @@ def kl_k3(logp: Tensor, logp_ref: Tensor) -> Tensor:
     return (torch.expm1(d) - d).clamp_min(0.0)  # [...]
 
 
-def approx_kl(logp_new: Tensor, logp_old: Tensor, mask: Tensor) -> float:
+def approx_kl(logp_new: Tensor, logp_old: Tensor, mask: Tensor, blocks: int | None = None) -> float | Tensor:
     """Masked mean of k3 with r = π_new/π_old over tokens sampled by π_old → float.
 
     = mean over valid tokens of exp(logp_new − logp_old) − 1 − (logp_new − logp_old)
@@ -33,4 +33,6 @@ def approx_kl(logp_new: Tensor, logp_old: Tensor, mask: Tensor) -> float:
     then KL(π_old ‖ π_ref), the batch mean of GRPO's penalty term.  [N, T] inputs; 0.0 if
     the mask is empty.
     """
+    if blocks is not None:  # S independent runs stacked along the rows: one value each, [S]
+        return masked_mean(kl_k3(logp_old, logp_new), mask, blocks).double()
     return float(masked_mean(kl_k3(logp_old, logp_new), mask))

@@ -16,11 +16,15 @@ store (``Simulator.to_store``) so the dashboard shows them.
     sim.pass_at_k(64), sim.mode_probs(), sim.entropy()
     sim.to_store(workspace="runs")     # the dashboard shows it like an engine run
 
+    runs = SimBatch(SimConfig(strategy="iac"), seeds=range(10))   # 10 runs stepped together
+    runs.train(2000); runs.series("sim/success")                  # [10, 2000]
+
 Importing this package has no side effects.
 """
 
 from workbench.sim import scenarios
+from workbench.sim.batch import SimBatch
 from workbench.sim.config import SimConfig, World, build_world
 from workbench.sim.engine import Simulator
 
-__all__ = ["SimConfig", "Simulator", "World", "build_world", "scenarios"]
+__all__ = ["SimBatch", "SimConfig", "Simulator", "World", "build_world", "scenarios"]

@@ -18,23 +18,23 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from workbench.errors import ConfigError
-from workbench.losses import clip_active, policy_loss
-from workbench.metrics import SuccessHistory, advantage_stats, approx_kl, clip_fractions, group_split, kl_k3
-from workbench.metrics import logprob_advantage_cov
+from workbench.losses import policy_loss
+from workbench.metrics import SuccessHistory, approx_kl, kl_k3
 from workbench.rollout.sampling import row_seed
 from workbench.sim import policy as pol
 from workbench.sim.policy import one_thread as _one_thread
 from workbench.sim.config import SimConfig, build_world
 from workbench.sim.evaluation import evaluate_split
-from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, TokenShaping, build_strategy
+from workbench.strategies.base import GroupBatch, Strategy, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
+from workbench.update import loss_settings, update
 
 
 class Simulator:
@@ -55,6 +55,8 @@ class Simulator:
         self._rewards = torch.as_tensor(self.world.rewards, dtype=torch.float32)   # [P, M]
         self._correct = torch.as_tensor(self.world.correct)                        # [P, M]
         self._train = torch.as_tensor(self.world.train_ids)                        # [R]
+        self._stack = _Stack(self.policy.base_logp[None], self._rewards[None], self._correct[None])   # S = 1
+        self._batch = None                         # the SimBatch this run belongs to, if any
         self.generator = torch.Generator().manual_seed(row_seed(cfg.seed, "sim"))
         if cfg.optimizer == "adam":
             self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
@@ -98,9 +100,12 @@ class Simulator:
             self._store.add_event(self.run_id, *event)
 
     def _loss_settings(self) -> dict[str, Any]:
-        loss = dict(vars(self.config.loss))
-        loss.update(self.strategy.loss_overrides)
-        return loss
+        return loss_settings(self.config.loss, self.strategy)
+
+    def _check_alone(self) -> None:
+        if self._batch is not None:
+            raise ConfigError("this Simulator is one run of a SimBatch, whose parameters it shares: step the "
+                              "SimBatch (SimBatch.step / run / train), or make a Simulator of its own")
 
     def _updates_per_batch(self) -> int:
         """Gradient steps per batch (the config's, unless the strategy sets it, e.g. ``kl_cov``)."""
@@ -109,87 +114,14 @@ class Simulator:
     # ------------------------------------------------------------------ training
     def step(self) -> dict:
         """One sampled training step; returns its scalar record."""
+        self._check_alone()
         with _one_thread():
             return self._step()
 
     def _step(self) -> dict:
-        cfg, pi = self.config, self.policy
-        s = self.step_count + 1
-        B, G = cfg.prompts_per_step, cfg.group_size
-        rows = self._train[torch.randperm(len(self._train), generator=self.generator)[:B]]     # [B]
-        z = pi.logits(rows)                                                                     # [B, M] (grad)
-        logp_full = torch.log_softmax(z, -1)                                                    # [B, M] (pi_old now)
-        logp_all = logp_full.detach()                                                           # [B, M]
-        probs = logp_all.exp()                                                                  # [B, M]
-        modes = torch.multinomial(probs, G, replacement=True, generator=self.generator)        # [B, G]
-        rewards = self._rewards[rows[:, None], modes]                                           # [B, G]
-        correct = self._correct[rows[:, None], modes]                                           # [B, G]
-        ent_b = -(probs * logp_all).sum(-1)                                                     # [B]
-        ids = [self.world.problem_ids[i] for i in rows.tolist()]
-        batch = GroupBatch(problem_ids=ids, rewards=rewards, correct=correct,
-                           parsed=torch.ones(B, G, dtype=torch.bool),
-                           answers=self._answers(modes),
-                           entropy=ent_b[:, None].expand(B, G).float(), step=s,
-                           history=self.history if self._uses_history() else None, seed=cfg.seed)
-        out = self.strategy.advantages(batch)
-        adv = out.advantage.double().reshape(-1, 1)                                            # [N, 1]
-        old_logp = logp_all.gather(1, modes).reshape(-1, 1)                                     # [N, 1]
-        ref_logp = pi.base_logp[rows[:, None], modes].reshape(-1, 1)                           # [N, 1]
-        mask = torch.ones_like(adv)                                                             # [N, 1]
-        loss_cfg = self._loss_settings()
-        updates = self._updates_per_batch()
-        clip_stats, losses, token_selected = [], [], 0
-        for u in range(updates):
-            if u > 0:
-                z = pi.logits(rows)                                                             # [B, M]
-                logp_full = torch.log_softmax(z, -1)
-            logp = logp_full.gather(1, modes).reshape(-1, 1)                                    # [N, 1]
-            ent = None
-            if loss_cfg["entropy_coef"] != 0:
-                h = -(logp_full.exp() * logp_full).sum(-1)                                      # [B]
-                ent = h[:, None].expand(B, G).reshape(-1, 1)                                    # [N, 1]
-            shaping = TokenShaping()
-            if self.strategy.token:
-                gen = torch.Generator().manual_seed(row_seed(cfg.seed, "token", s, u))
-                clipped = clip_active(torch.exp(logp.detach() - old_logp), adv, loss_cfg["eps_low"], loss_cfg["eps_high"])
-                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv, mask, gen, clipped))
-                token_selected += shaping.selected
-            parts = policy_loss(logp, old_logp, adv, mask, eps_low=loss_cfg["eps_low"], eps_high=loss_cfg["eps_high"],
-                                aggregation=loss_cfg["aggregation"], max_len=1, kl_coef=loss_cfg["kl_coef"],
-                                ref_logp=ref_logp, entropy_coef=loss_cfg["entropy_coef"], entropy=ent,
-                                **shaping.loss_kwargs())
-            if cfg.diagnostics:
-                ratio = parts.ratio if shaping.unclipped is None else parts.ratio.masked_fill(shaping.unclipped, 1.0)
-                clip_stats.append(clip_fractions(ratio, adv, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
-            self._descend(parts.loss, rows, logp_full)
-            losses.append(parts.loss.item())
-        rec: dict[str, float] = {
-            "train/reward_mean": float(rewards.mean()),
-            "train/reward_transformed_mean": float(out.reward.mean()),
-            "train/pass@1": float(correct.float().mean()),
-            "train/loss": sum(losses) / len(losses),
-            "train/entropy": float(ent_b.mean()),
-        }
-        if cfg.diagnostics:
-            rec.update({
-                "train/logp_adv_cov": logprob_advantage_cov(old_logp, adv, mask),
-                "train/kl_old": approx_kl(logp.detach(), old_logp, mask),   # before the last update, as the engine
-                "train/kl_ref": approx_kl(ref_logp, old_logp, mask),
-                "train/offpolicy_abs_logratio": 0.0,   # sampled from pi_old itself: exactly on-policy
-                "train/kl_sample_policy": 0.0,
-                "train/parse_error_frac": 0.0,
-                "train/completion_len": 1.0,
-            })
-            rec.update(group_split(correct))
-            rec.update(advantage_stats(out.advantage))
-            for key in clip_stats[0]:
-                rec[key] = sum(cs[key] for cs in clip_stats) / len(clip_stats)
-        if self.strategy.token:
-            rec["train/token_calibrated"] = token_selected / updates
-        self._samples.append((s, rows.numpy().astype(np.int32), modes.numpy().astype(np.int16),
-                              out.advantage.abs().mean(1).numpy(), rewards.mean(1).numpy(),
-                              correct.sum(1).numpy()))
-        return self._finish_step(s, rec)
+        pi = self.policy
+        return sampled_step([self], pi.a[None], pi.s[None], self._stack,
+                            lambda loss, rows, logp_full: self._descend(loss, rows[0], logp_full[0]))[0]
 
     def expected_step(self) -> dict:
         """One exact infinite-batch update: the expectation over the draw of B problems and of
@@ -202,6 +134,7 @@ class Simulator:
         majority vote, entropy), token calibrations (random or top-fraction token choices)
         and BBG's ``history`` option.
         """
+        self._check_alone()
         with _one_thread():
             return self._expected_step()
 
@@ -355,17 +288,13 @@ class Simulator:
         pi.s.grad.copy_(delta[R * M:])
 
     def _finish_step(self, s: int, rec: dict) -> dict:
-        with torch.no_grad():
-            logp = self.policy.log_probs()                                                      # [P, M]
-            p = logp.exp()
-            succ = (p * self._correct).sum(-1)                                                  # [P]
-            ent = -(p * logp).sum(-1)                                                           # [P]
-        train, held = self._train, self.world.heldout_ids
-        rec["sim/success"] = float(succ[train].mean())
-        rec["sim/entropy"] = float(ent[train].mean())
-        if len(held):
-            rec["sim/heldout_success"] = float(succ[held].mean())
-            rec["sim/heldout_entropy"] = float(ent[held].mean())
+        pi = self.policy
+        exact = _exact_columns(self, pi.a[None], pi.s[None], self._stack)
+        rec.update({k: float(v[0]) for k, v in exact.items()})
+        return self._commit(s, rec)
+
+    def _commit(self, s: int, rec: dict) -> dict:
+        """Record step ``s`` (its scalars ``rec``): the store, and an evaluation when one is due."""
         self.step_count = s
         record = {"step": s, **rec}
         self.records.append(record)
@@ -483,3 +412,153 @@ def _compositions(n: int, parts: int) -> torch.Tensor:
         row.append(n + parts - 1 - prev - 1)
         out.append(row)
     return torch.tensor(out, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------- the sampled step, for S runs at once
+class _Stack(NamedTuple):
+    """Per-run constants stacked along a leading dimension S (S = 1 for a lone Simulator)."""
+
+    base: torch.Tensor       # [S, P, M] float64 log pi_base
+    rewards: torch.Tensor    # [S, P, M] float32
+    correct: torch.Tensor    # [S, P, M] bool
+
+
+def sampled_step(sims: list[Simulator], a: torch.Tensor, shared: torch.Tensor, stack: _Stack,
+                 descend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]) -> list[dict]:
+    """One sampled training step of S runs that share everything but their seed (and so
+    their world): ``a`` [S, P, M] and ``shared`` [S, M] are their parameters (with grad),
+    ``descend(loss, rows [S, B], logp_full [S, B, M])`` steps them. Each run draws its
+    problems and samples from its own generator and gets the record it would get alone;
+    the tensor work is done once for all. Returns the S records."""
+    sim0 = sims[0]
+    cfg, strategy, S = sim0.config, sim0.strategy, len(sims)
+    B, G, M = cfg.prompts_per_step, cfg.group_size, stack.base.shape[-1]
+    s = sim0.step_count + 1
+    ka, ks = sim0.policy.k_private, sim0.policy.k_shared
+    rows = torch.stack([sim._train[torch.randperm(len(sim._train), generator=sim.generator)[:B]]
+                        for sim in sims])                                                      # [S, B]
+    idx = rows[:, :, None].expand(S, B, M)                                                      # [S, B, M]
+    base_rows = stack.base.gather(1, idx)                                                       # [S, B, M]
+
+    def log_policy() -> torch.Tensor:
+        return torch.log_softmax(base_rows + ka * a.gather(1, idx) + ks * shared[:, None, :], -1)   # [S, B, M]
+
+    state = {"logp_full": log_policy()}                                                         # pi_old now (grad)
+    logp_all = state["logp_full"].detach()                                                      # [S, B, M]
+    probs = logp_all.exp()                                                                      # [S, B, M]
+    modes = torch.stack([torch.multinomial(probs[i], G, replacement=True, generator=sim.generator)
+                         for i, sim in enumerate(sims)])                                       # [S, B, G]
+    rewards = stack.rewards.gather(1, idx).gather(2, modes)                                     # [S, B, G]
+    correct = stack.correct.gather(1, idx).gather(2, modes)                                     # [S, B, G]
+    ent_b = -(probs * logp_all).sum(-1)                                                         # [S, B]
+    adv_bg, reward_bg = _advantages(sims, rows, modes, rewards, correct, ent_b, s)              # [S, B, G] each
+    adv = adv_bg.double().reshape(-1, 1)                                                        # [S*N, 1]
+    ref_logp = base_rows.gather(2, modes).reshape(-1, 1)                                        # [S*N, 1]
+    mask = torch.ones_like(adv)                                                                 # [S*N, 1]
+    loss_cfg = loss_settings(cfg.loss, strategy)
+    updates = strategy.updates_per_batch(cfg.updates_per_batch)
+
+    def forward(u: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if u > 0:
+            state["logp_full"] = log_policy()
+        lf = state["logp_full"]                                                                 # [S, B, M]
+        ent = None
+        if loss_cfg["entropy_coef"] != 0:
+            ent = -(lf.exp() * lf).sum(-1)[:, :, None].expand(S, B, G).reshape(-1, 1)           # [S*N, 1]
+        return lf.gather(2, modes).reshape(-1, 1), ent                                          # [S*N, 1]
+
+    res = update(forward, adv, mask, strategy=strategy, loss=loss_cfg, updates=updates, max_len=1,
+                 descend=lambda loss: descend(loss, rows, state["logp_full"]),
+                 token_seeds=lambda u: [row_seed(sim.config.seed, "token", s, u) for sim in sims],
+                 ref_logp=ref_logp, blocks=S, statistics=cfg.diagnostics)
+    cols: dict[str, torch.Tensor] = {                                                           # each [S]
+        "train/reward_mean": rewards.reshape(S, -1).mean(-1),
+        "train/reward_transformed_mean": reward_bg.reshape(S, -1).mean(-1),
+        "train/pass@1": correct.reshape(S, -1).float().mean(-1),
+        "train/loss": res.loss,
+        "train/entropy": ent_b.mean(-1),
+    }
+    if cfg.diagnostics:
+        old, A = res.old_logp.reshape(S, -1), adv.reshape(S, -1)                                # [S, N]
+        all_c, all_w = correct.all(-1), ~correct.any(-1)                                        # [S, B]
+        a64 = adv_bg.double().reshape(S, -1)                                                    # [S, N]
+        zero = torch.zeros(S, dtype=torch.float64)
+        cols.update({
+            "train/logp_adv_cov": ((old - old.mean(-1, keepdim=True)) * (A - A.mean(-1, keepdim=True))).mean(-1),
+            "train/kl_old": res.kl_old,                       # before the last update, as the engine
+            "train/kl_ref": approx_kl(ref_logp, res.old_logp, mask, blocks=S),
+            "train/offpolicy_abs_logratio": zero,             # sampled from pi_old itself: exactly on-policy
+            "train/kl_sample_policy": zero,
+            "train/parse_error_frac": zero,
+            "train/completion_len": zero + 1.0,
+            "train/frac_all_correct": all_c.double().mean(-1),
+            "train/frac_all_wrong": all_w.double().mean(-1),
+            "train/frac_mixed": (~all_c & ~all_w).double().mean(-1),
+            "train/adv_mean": a64.mean(-1),
+            "train/adv_std": a64.std(-1, correction=0),
+            "train/adv_frac_zero": (a64.abs() <= 1e-8).double().mean(-1),
+            **res.clip,
+        })
+    if strategy.token:
+        cols["train/token_calibrated"] = res.token_selected / updates
+    cols.update(_exact_columns(sim0, a.detach(), shared.detach(), stack))
+    keys = list(cols)
+    values = torch.stack([v.double() for v in cols.values()]).T.tolist()                       # [S][K]
+    rows_np, modes_np = rows.numpy().astype(np.int32), modes.numpy().astype(np.int16)
+    adv_abs, reward_mean, c = adv_bg.abs().mean(2).numpy(), rewards.mean(2).numpy(), correct.sum(2).numpy()
+    out = []
+    for i, sim in enumerate(sims):
+        sim._samples.append((s, rows_np[i], modes_np[i], adv_abs[i], reward_mean[i], c[i]))
+        out.append(sim._commit(s, dict(zip(keys, values[i]))))
+    return out
+
+
+def _advantages(sims, rows, modes, rewards, correct, ent_b, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The strategy's advantages and transformed rewards, [S, B, G] each: in one call over
+    all S*B groups when the strategy treats groups independently, else one call per run."""
+    sim0 = sims[0]
+    S, B, G = modes.shape
+    strategy, cfg = sim0.strategy, sim0.config
+
+    def group_batch(parts, r, c, m, e, history, seed) -> GroupBatch:
+        ids = [sim.world.problem_ids[i] for sim, rw in parts for i in rw.tolist()]
+        answers = [a for sim, mo in zip((p[0] for p in parts), m) for a in sim._answers(mo)]
+        return GroupBatch(problem_ids=ids, rewards=r.reshape(-1, G), correct=c.reshape(-1, G),
+                          parsed=torch.ones(r.numel() // G, G, dtype=torch.bool), answers=answers,
+                          entropy=e.reshape(-1, 1).expand(-1, G).float(), step=s, history=history, seed=seed)
+
+    if S == 1 or _groupwise(strategy):
+        history = sim0.history if S == 1 and sim0._uses_history() else None
+        out = strategy.advantages(group_batch(list(zip(sims, rows)), rewards, correct, modes, ent_b, history,
+                                              cfg.seed))
+        return out.advantage.reshape(S, B, G), out.reward.reshape(S, B, G)
+    outs = [strategy.advantages(group_batch([(sim, rows[i])], rewards[i], correct[i], modes[i:i + 1], ent_b[i],
+                                            sim.history if sim._uses_history() else None, sim.config.seed))
+            for i, sim in enumerate(sims)]
+    return torch.stack([o.advantage for o in outs]), torch.stack([o.reward for o in outs])
+
+
+def _groupwise(strategy: Strategy) -> bool:
+    """Whether each group's advantages depend on that group alone (so S runs' groups can go
+    through the strategy in one call): not with seeded random rewards, per-problem history,
+    or factors normalised over the batch."""
+    if any(piece.name == "random" for piece, _ in strategy.reward):
+        return False
+    return not any(getattr(p, "history", False) or getattr(p, "renormalize", False) for _, p in strategy.calibrations)
+
+
+def _exact_columns(sim: Simulator, a: torch.Tensor, shared: torch.Tensor, stack: _Stack) -> dict[str, torch.Tensor]:
+    """The exact success and entropy of the current policies on the training and held-out
+    problems: {key: [S]}."""
+    pi = sim.policy
+    with torch.no_grad():
+        logp = torch.log_softmax(stack.base + pi.k_private * a + pi.k_shared * shared[:, None, :], -1)   # [S, P, M]
+        p = logp.exp()
+        succ = (p * stack.correct).sum(-1)                                                      # [S, P]
+        ent = -(p * logp).sum(-1)                                                               # [S, P]
+    train, held = sim._train, torch.as_tensor(sim.world.heldout_ids)
+    out = {"sim/success": succ[:, train].mean(-1), "sim/entropy": ent[:, train].mean(-1)}
+    if len(held):
+        out["sim/heldout_success"] = succ[:, held].mean(-1)
+        out["sim/heldout_entropy"] = ent[:, held].mean(-1)
+    return out
