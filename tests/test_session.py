@@ -119,7 +119,7 @@ def test_commands_from_another_process_are_applied(tmp_path):
 def test_nan_loss_stops_cleanly_and_keeps_earlier_steps(tmp_path, monkeypatch):
     sess = make(tmp_path, **{"eval.every": 0})
     sess.step()
-    import workbench.session as mod
+    import workbench.update as mod      # the update path the session shares with the simulator
 
     real = mod.policy_loss
 
@@ -184,7 +184,7 @@ def test_verifier_that_raises_names_the_problem(tmp_path, monkeypatch):
 
 def _spy_losses(monkeypatch) -> list[dict]:
     """Record the ratio, the mask and the log-probs each update's loss is computed from."""
-    import workbench.session as mod
+    import workbench.update as mod      # the update path the session shares with the simulator
 
     real, seen = mod.policy_loss, []
 

@@ -24,13 +24,11 @@ from workbench.checkpoint import copy_adapter, read_checkpoint, remove_partial, 
 from workbench.config import RunConfig
 from workbench.errors import CheckpointError, ConfigError, TrainingError, WorkbenchError
 from workbench.evaluation import EvalResult, evaluate_model
-from workbench.losses import clip_active, policy_loss
 from workbench.metrics import (
     SuccessHistory,
     advantage_stats,
     approx_kl,
     boundary_summary,
-    clip_fractions,
     collapse_summary,
     group_split,
     logprob_advantage_cov,
@@ -45,10 +43,11 @@ from workbench.models.loading import add_lora, encode_prompts, load_model_and_to
 from workbench.models.memory import check_session as check_memory
 from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
 from workbench.store import COMMANDS, RunStore, check_command
-from workbench.strategies.base import GroupBatch, Strategy, TokenBatch, TokenShaping, build_strategy
+from workbench.strategies.base import GroupBatch, Strategy, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.tasks import get_task
 from workbench.trackers import Mirror, parse_report_to
+from workbench.update import loss_settings, update
 
 #: Commands a session understands (sent through the store by any process): ``COMMANDS``,
 #: checked by ``workbench.store.check_command`` at the sender and again here.
@@ -295,46 +294,33 @@ class Session:
             with torch.no_grad(), self.model.disable_adapter():
                 ref_logp, _ = token_logprobs(self.model, ro, cfg.rollout.temperature)            # [N, T]
         # pi_old: with a sampling calibration, the adjusted distribution the sampler drew from;
-        # on-policy, the first update's own training forward (detached), so the ratio is 1 bit
-        # for bit there (the sampler's KV-cache log-probs differ from it by float rounding).
-        old_logp = ro.sample_logp if sampler is not None else None                           # [N, T]
-        updates = self._updates_per_batch()
-        clip_stats: list[dict] = []
-        grad_norms, losses, kl_old, abs_logratio, token_selected = [], [], 0.0, 0.0, 0
-        for u in range(updates):
+        # on-policy (None), the first update's own training forward (detached), so the ratio is 1
+        # bit for bit there (the sampler's KV-cache log-probs differ from it by float rounding).
+        def forward(u: int):
             with self.fast.shared():
-                logp, ent = token_logprobs(self.fast, ro, cfg.rollout.temperature,
-                                           with_entropy=loss_cfg["entropy_coef"] != 0)        # [N, T]
-            if old_logp is None:
-                old_logp = logp.detach()
-            if u == 0 and sampler is not None:  # how far off-policy the samples are, before any update
-                abs_logratio = float(masked_mean((logp.detach() - old_logp).abs(), mask))
-            if u == updates - 1:
-                kl_old = approx_kl(logp.detach(), old_logp, mask)
-            shaping = TokenShaping()
-            if self.strategy.token:
-                gen = torch.Generator().manual_seed(row_seed(cfg.seed, "token", s, u))
-                clipped = clip_active(torch.exp(logp.detach() - old_logp), adv_tok, loss_cfg["eps_low"],
-                                      loss_cfg["eps_high"])
-                shaping = self.strategy.shape_tokens(TokenBatch(logp.detach(), old_logp, adv_tok, mask, gen, clipped))
-                token_selected += shaping.selected
-            parts = policy_loss(logp, old_logp, adv_tok, mask, eps_low=loss_cfg["eps_low"],
-                                eps_high=loss_cfg["eps_high"], aggregation=loss_cfg["aggregation"],
-                                max_len=self.max_new_tokens, kl_coef=loss_cfg["kl_coef"], ref_logp=ref_logp,
-                                entropy_coef=loss_cfg["entropy_coef"], entropy=ent, **shaping.loss_kwargs())
+                return token_logprobs(self.fast, ro, cfg.rollout.temperature,
+                                      with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
+
+        def check(u: int, parts) -> None:
             if not torch.isfinite(parts.loss):
                 self._fail(s, f"the loss is {parts.loss.item()} at step {s} (update {u + 1})",
                            "Lower optim.lr, raise optim.max_grad_norm clipping, or check the strategy's parameters")
-            ratio = parts.ratio if shaping.unclipped is None else parts.ratio.masked_fill(shaping.unclipped, 1.0)
-            clip_stats.append(clip_fractions(ratio, adv_tok, mask, loss_cfg["eps_low"], loss_cfg["eps_high"]))
+
+        def descend(loss: torch.Tensor) -> float:
             self.optimizer.zero_grad(set_to_none=True)
-            parts.loss.backward()
+            loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(self.lora_params, cfg.optim.max_grad_norm or float("inf"))
             if not torch.isfinite(gn):
                 self._fail(s, f"the gradient norm is {gn.item()} at step {s}", "Lower optim.lr")
             self.optimizer.step()
-            grad_norms.append(float(gn))
-            losses.append(parts.loss.item())
+            return float(gn)
+
+        updates = self._updates_per_batch()
+        res = update(forward, adv_tok, mask, strategy=self.strategy, loss=loss_cfg, updates=updates,
+                     max_len=self.max_new_tokens, descend=descend, check=check, ref_logp=ref_logp,
+                     old_logp=ro.sample_logp if sampler is not None else None,
+                     token_seeds=lambda u: [row_seed(cfg.seed, "token", s, u)])
+        old_logp = res.old_logp                                                              # [N, T]
         t_update = time.perf_counter()
         dlc_stats = sampler.observe(ro, correct) if sampler is not None else {}
 
@@ -346,11 +332,11 @@ class Session:
             "train/reward_transformed_mean": float(out.reward.mean()),
             "train/pass@1": float(correct.float().mean()),
             "train/parse_error_frac": float((~parsed).float().mean()),
-            "train/loss": sum(losses) / len(losses),
-            "train/grad_norm": sum(grad_norms) / len(grad_norms),
+            "train/loss": float(res.loss[0]),
+            "train/grad_norm": res.grad_norm,
             "train/entropy": float(masked_mean(ro.entropy, mask)),
             "train/logp_adv_cov": logprob_advantage_cov(old_logp, adv_tok, mask),
-            "train/kl_old": kl_old,
+            "train/kl_old": float(res.kl_old[0]),
 
             "train/completion_len": N_tok / len(rows),
             "train/truncated_frac": float((~ro.finished).float().mean()),
@@ -358,19 +344,18 @@ class Session:
             "train/lr": self.optimizer.param_groups[0]["lr"],
             # how off-policy the samples are (0 on-policy): mean |log pi_theta - log pi_old| over the
             # tokens before the first update, and the exact KL(sampling dist || policy) per token
-            "train/offpolicy_abs_logratio": abs_logratio,
+            "train/offpolicy_abs_logratio": res.offpolicy_abs_logratio,
             "train/kl_sample_policy": (float(masked_mean(ro.sample_kl, mask))
                                        if sampler is not None and ro.sample_kl is not None else 0.0),
         }
         if ref_logp is not None:  # only at the steps where the reference forward ran
             scalars["train/kl_ref"] = approx_kl(ref_logp, old_logp, mask)
         if self.strategy.token:
-            scalars["train/token_calibrated"] = float(token_selected) / updates
+            scalars["train/token_calibrated"] = float(res.token_selected[0]) / updates
         scalars.update(dlc_stats)
         scalars.update(group_split(correct))
         scalars.update(advantage_stats(out.advantage))
-        for key in clip_stats[0]:
-            scalars[key] = sum(cs[key] for cs in clip_stats) / len(clip_stats)
+        scalars.update({k: float(v[0]) for k, v in res.clip.items()})
         upd_tokens = N_tok * updates
         scalars.update({
             "time/rollout": t_rollout - t_start,
@@ -722,9 +707,7 @@ class Session:
         return out
 
     def _loss_settings(self) -> dict[str, Any]:
-        loss = dict(vars(self.config.loss))
-        loss.update(self.strategy.loss_overrides)
-        return loss
+        return loss_settings(self.config.loss, self.strategy)
 
     def _updates_per_batch(self) -> int:
         """Optimiser steps on this step's batch (the config's, unless the strategy sets it)."""
