@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from workbench.metrics import token_entropy
-from workbench.rollout import row_seed, sample, token_logprobs
+from workbench.rollout import sample, token_logprobs
+from workbench.seeding import row_seed
 
 
 @pytest.fixture(scope="module")

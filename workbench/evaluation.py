@@ -13,7 +13,8 @@ import torch
 
 from workbench.metrics import default_ks, mode_stats, pass_at_k_curve
 from workbench.models.loading import encode_prompts
-from workbench.rollout import row_seed, sample
+from workbench.rollout import sample
+from workbench.seeding import row_seed
 
 
 @dataclass

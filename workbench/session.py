@@ -41,11 +41,12 @@ from workbench.metrics import (
 from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.models.memory import check_session as check_memory
-from workbench.rollout import rollout_from_texts, row_seed, sample, token_logprobs
+from workbench.rollout import rollout_from_texts, sample, token_logprobs
 from workbench.store import COMMANDS, RunStore, check_command
 from workbench.strategies.base import GroupBatch, Strategy, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.tasks import get_task
+from workbench.seeding import row_seed
 from workbench.trackers import Mirror, parse_report_to
 from workbench.update import loss_settings, update
 

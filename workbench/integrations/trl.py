@@ -48,7 +48,7 @@ import torch
 from workbench.config import RunConfig
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.metrics import SuccessHistory, advantage_stats, group_split, mode_stats
-from workbench.rollout import row_seed
+from workbench.seeding import row_seed
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
 from workbench.strategies.base import Advantages, GroupBatch, Strategy, build_strategy
 from workbench.tasks.base import Verdict

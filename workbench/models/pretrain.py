@@ -31,7 +31,7 @@ import torch
 from workbench.models.tiny import TinySpec, build_tiny_model
 from workbench.models.tokenizer import build_char_tokenizer
 from workbench.paths import MODELS_DIR
-from workbench.rollout.sampling import row_seed
+from workbench.seeding import row_seed
 
 BASE_CHARS = "0123456789+-*/()=:,> N"
 

@@ -6,10 +6,9 @@ from workbench.rollout.sampling import (
     left_pad,
     positions,
     rollout_from_texts,
-    row_seed,
     sample,
     token_logprobs,
 )
 
-__all__ = ["LogitsProcessor", "Rollout", "left_pad", "positions", "rollout_from_texts", "row_seed", "sample",
+__all__ = ["LogitsProcessor", "Rollout", "left_pad", "positions", "rollout_from_texts", "sample",
            "token_logprobs"]

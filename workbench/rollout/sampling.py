@@ -11,7 +11,6 @@ the same seeds (common random numbers) and a resumed run redraws exactly what it
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,12 +19,6 @@ import torch
 #: A logits processor: (input_ids [N, L] so far, scores [N, V]) -> adjusted scores [N, V].
 #: Same call signature as Hugging Face's LogitsProcessor; DLC's memory network plugs in here.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def row_seed(*parts: object) -> int:
-    """A 63-bit seed from any tuple (e.g. (run seed, 'train', step, problem id, sample))."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 from workbench.errors import ConfigError
 from workbench.losses import policy_loss
 from workbench.metrics import SuccessHistory, approx_kl, kl_k3
-from workbench.rollout.sampling import row_seed
+from workbench.seeding import row_seed
 from workbench.sim import policy as pol
 from workbench.sim.policy import one_thread as _one_thread
 from workbench.sim.config import SimConfig, build_world

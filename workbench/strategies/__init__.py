@@ -7,7 +7,7 @@ implementations load on first use of ``build_strategy`` and friends.
 
 from workbench.strategies.catalog import KINDS, PIECES, PRESETS, catalog, describe_params, split_composition
 
-_LAZY = {"Advantages", "GroupBatch", "Strategy", "StrategyState", "TokenBatch", "build_strategy", "REGISTRY"}
+_LAZY = {"Advantages", "GroupBatch", "Strategy", "TokenBatch", "TokenShaping", "build_strategy", "REGISTRY"}
 
 __all__ = ["KINDS", "PIECES", "PRESETS", "catalog", "describe_params", "split_composition", *sorted(_LAZY)]
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import torch
 
-from workbench.rollout.sampling import row_seed
+from workbench.seeding import row_seed
 from workbench.strategies.base import register
 
 
