@@ -4,9 +4,11 @@ PEFT computes every adapted linear as  W x + s * B (A x): three matmuls and a Py
 wrapper per layer. For the workbench's own steps (rollouts and the training forward) it
 is cheaper to form W' = W + s * B A once per forward and run the plain layer: one matmul,
 and gradients still reach A and B through W'. The base weights are never modified (the
-merged tensors are temporaries passed through ``torch.func.functional_call`` with the
-adapter disabled), so the reference policy — the same model with the adapter disabled —
-stays exact.
+merged tensors are temporaries that stand in for the base weights, with the adapter
+disabled, only while a forward runs), so the reference policy — the same model with the
+adapter disabled — stays exact. Inside ``frozen()`` / ``shared()`` they stand in once for
+all the forwards (e.g. every decoding step of a rollout); a lone call swaps them in
+through ``torch.func.functional_call``.
 
 The two forms differ only by float rounding (~1e-6 relative in float32; a few units of the
 half type's precision with bfloat16 or float16 weights, see ``merged_weights``). Used when the
@@ -36,6 +38,12 @@ class MergedLoRA:
             for _, mod in self.layers)
         self._disabled = 0
         self._cached: dict[str, torch.Tensor] | None = None
+        # swapping the merged weights in by hand skips functional_call's walk over every module
+        # on each forward; only safe when no adapted weight is tied to another parameter
+        counts: dict[int, int] = {}
+        for _, p in peft_model.named_parameters(remove_duplicate=False):
+            counts[id(p)] = counts.get(id(p), 0) + 1
+        self._swappable = all(counts.get(id(mod.base_layer.weight), 0) <= 1 for _, mod in self.layers)
 
     def merged_weights(self) -> dict[str, torch.Tensor]:
         """W + s*B@A per adapted layer, in W's dtype (differentiable in A and B; call with the
@@ -89,16 +97,29 @@ class MergedLoRA:
             return
         weights = self.merged_weights()
         with self.session():
-            self._cached = weights
+            self._cached, swapped = weights, self._swap_in(weights) if self._swappable else None
             try:
                 yield self
             finally:
                 self._cached = None
+                if swapped is not None:
+                    self._swap_in(swapped)
+
+    def _swap_in(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Put ``weights`` (by parameter name) in the base layers; returns what they replace."""
+        old = {}
+        for name, mod in self.layers:
+            key = f"{name}.base_layer.weight"
+            old[key] = mod.base_layer._parameters["weight"]
+            mod.base_layer._parameters["weight"] = weights[key]
+        return old
 
     def __call__(self, **kwargs):
         if not self.usable:
             return self.model(**kwargs)
         # merge before disabling: PEFT's disable_adapter() also turns off requires_grad on A and B
+        if self._cached is not None and self._swappable:     # inside shared(): already in place
+            return self.model(**kwargs)
         weights = self._cached if self._cached is not None else self.merged_weights()
         with self.session():
             return functional_call(self.model, weights, args=(), kwargs=kwargs, strict=False)
