@@ -40,3 +40,33 @@ def test_the_sampled_update_loop_is_written_once():
         src = (ROOT / path).read_text()
         assert re.search(r"\bupdate\(forward,", src), path
         assert "def _loss_settings" not in src or "loss_settings(self.config.loss, self.strategy)" in src
+
+
+def _string_constants(path: Path) -> set[str]:
+    """The string literals of a module's code (docstrings left out)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs}
+
+
+def test_metric_names_are_imported_not_retyped():
+    """The dashboard, the CLI and the simulator name train/, eval/ and sim/ metrics through
+    ``workbench.keys`` (torch-free), and every key a training step logs is defined there."""
+    files = [*sorted((ROOT / "ui").glob("*.py")), ROOT / "workbench" / "cli.py",
+             *sorted((ROOT / "workbench" / "sim").glob("*.py"))]
+    retyped = {f"{p.relative_to(ROOT)}: {s}" for p in files for s in _string_constants(p)
+               if re.fullmatch(r"(train|eval|sim)/[\w@]+", s)}
+    assert not retyped, sorted(retyped)
+    code = "import sys, workbench.keys; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          check=True).stdout.strip() == "False"
+    from workbench import keys
+    from workbench.sim import Simulator
+
+    rec = Simulator(problems=8, prompts_per_step=2, train_problems=6, strategy="clip_cov").step()
+    assert set(rec) - {"step"} <= keys.all_keys()

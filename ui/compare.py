@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from ui import style
 from ui.timeline import downsample, finite, strategy_spans
 from ui.views import _has_run, _ks, eval_points
+from workbench import keys as K
 
 BOUNDARY_COUNTS = ("gained", "lost", "kept", "never")
 
@@ -60,10 +61,10 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
         return {k: style.empty_figure(t, msg) for k, t in
                 (("entropy", "Entropy"), ("pass1", "pass@1"), ("passk", "Final Pass@k"), ("boundary", "Boundary"))}
     out = {
-        "entropy": _step_overlay(store, runs, "train/entropy", "Policy entropy", "nats/token", "eval/mean_entropy",
+        "entropy": _step_overlay(store, runs, K.ENTROPY, "Policy entropy", "nats/token", K.EVAL_MEAN_ENTROPY,
                                  max_points),
-        "pass1": _step_overlay(store, runs, "train/pass@1", "pass@1 (lines: training groups; diamonds: held-out eval)",
-                               "pass@1", "eval/pass@1", max_points),
+        "pass1": _step_overlay(store, runs, K.PASS1, "pass@1 (lines: training groups; diamonds: held-out eval)",
+                               "pass@1", K.EVAL_PASS1, max_points),
     }
     # final Pass@k: each run's last evaluation; one dashed base curve per evaluation protocol
     data, all_ks, bases_drawn = [], set(), set()
@@ -77,7 +78,7 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
             bases_drawn.add(proto)
             ks = _ks(base[0]["summary"])
             all_ks.update(ks)
-            data.append(go.Scatter(x=ks, y=[finite(base[0]["summary"][f"eval/pass@{k}"]) for k in ks],
+            data.append(go.Scatter(x=ks, y=[finite(base[0]["summary"][K.eval_pass(k)]) for k in ks],
                                    name=f"base ({protocol_label(proto)})", mode="lines",
                                    line={"color": style.BASE_COLOR, "dash": ["dash", "dot", "dashdot"][
                                        (len(bases_drawn) - 1) % 3], "width": 2}))
@@ -85,7 +86,7 @@ def compare_figures(store: Any, run_ids: list[str], max_points: int = 600) -> di
             e = policy[-1]
             ks = _ks(e["summary"])
             all_ks.update(ks)
-            data.append(go.Scatter(x=ks, y=[finite(e["summary"][f"eval/pass@{k}"]) for k in ks],
+            data.append(go.Scatter(x=ks, y=[finite(e["summary"][K.eval_pass(k)]) for k in ks],
                                    name=f"{rid} @ step {e['step']}", mode="lines+markers",
                                    line={"color": style.color(i), "width": 2}))
     title = "Final Pass@k (held-out eval)"

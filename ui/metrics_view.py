@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from ui import style
 from ui.timeline import finite, strategy_spans
 from ui.views import _has_run, eval_points
+from workbench import keys as K
 
 #: Prefix groups, in display order (anything else goes to "other").
 GROUPS = ("train", "perf", "time", "eval", "collapse", "boundary", "sharpen", "seen")
@@ -86,7 +87,7 @@ def x_values(store: Any, run_id: str, steps: list[int], axis: str = "step") -> l
         return [None if s not in times else times[s] - t0 for s in steps]
     if axis == "tokens":
         at, cum, total = [], [], 0.0
-        for s, v in store.scalars(run_id, keys=["train/num_tokens"])["train/num_tokens"]:
+        for s, v in store.scalars(run_id, keys=[K.NUM_TOKENS])[K.NUM_TOKENS]:
             total += v if v is not None and math.isfinite(v) else 0.0
             at.append(s)
             cum.append(total)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ui.timeline import finite, spans_from_events
 from ui.views import _has_run
+from workbench import keys as K
 
 RUN_COLUMNS = ["run", "status", "strategy", "step", "of", "reward", "entropy", "eval pass@1", "model", "task", "started",
                "name", "tags"]
@@ -21,15 +22,15 @@ def runs_table(store: Any, extra_status: dict[str, str] | None = None) -> list[l
     rows = []
     for r in store.list_runs():
         rid = r["run_id"]
-        last = store.scalars(rid, keys=["train/reward_mean", "train/entropy"], since_step=max(r["last_step"] - 1, -1))
+        last = store.scalars(rid, keys=[K.REWARD_MEAN, K.ENTROPY], since_step=max(r["last_step"] - 1, -1))
         evs = store.evaluations(rid, label="policy", split="eval")
         cfg = r.get("config") or {}
         status = (extra_status or {}).get(rid, r["status"])
         rows.append([
             rid, status, strategy_sequence(store, rid) or r["strategy"] or cfg.get("strategy", ""),
             max(r["last_step"], 0), cfg.get("steps", ""),
-            _fmt(_last(last.get("train/reward_mean"))), _fmt(_last(last.get("train/entropy"))),
-            _fmt(evs[-1]["summary"].get("eval/pass@1") if evs else None),
+            _fmt(_last(last.get(K.REWARD_MEAN))), _fmt(_last(last.get(K.ENTROPY))),
+            _fmt(evs[-1]["summary"].get(K.EVAL_PASS1) if evs else None),
             (cfg.get("model") or {}).get("name_or_path", ""), (cfg.get("task") or {}).get("name", ""),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
             r.get("name") or "", ", ".join(r.get("tags") or []),

@@ -14,29 +14,30 @@ import plotly.graph_objects as go
 
 from ui import style
 from ui.timeline import downsample, finite, span_shapes, strategy_spans
+from workbench import keys as K
 
 # --------------------------------------------------------------------- step figures
-REWARD_KEYS = ("train/reward_mean", "train/pass@1")
-ENTROPY_KEYS = ("train/entropy", "train/logp_adv_cov")
-CLIP_KEYS = ("train/clip_frac_low", "train/clip_frac_high", "train/clip_frac")
-KL_KEYS = ("train/kl_old", "train/kl_ref", "train/kl_sample_policy")
-GROUP_KEYS = ("train/frac_all_correct", "train/frac_mixed", "train/frac_all_wrong")
+REWARD_KEYS = (K.REWARD_MEAN, K.PASS1)
+ENTROPY_KEYS = (K.ENTROPY, K.LOGP_ADV_COV)
+CLIP_KEYS = K.CLIP_KEYS
+KL_KEYS = K.KL_KEYS
+GROUP_KEYS = K.GROUP_KEYS
 STEP_KEYS = REWARD_KEYS + ENTROPY_KEYS + CLIP_KEYS + KL_KEYS + GROUP_KEYS
 
 LABELS = {
-    "train/reward_mean": "reward (mean)",
-    "train/pass@1": "pass@1 (training groups)",
-    "train/entropy": "policy entropy (nats/token)",
-    "train/logp_adv_cov": "cov(log π, A)",
-    "train/clip_frac_low": "clipped low (A<0)",
-    "train/clip_frac_high": "clipped high (A>0)",
-    "train/clip_frac": "clipped (total)",
-    "train/kl_old": "KL(π_old‖π)",
-    "train/kl_ref": "KL(π‖π_ref)",
-    "train/kl_sample_policy": "KL(π_sample‖π) (off-policy sampling)",
-    "train/frac_all_correct": "all correct",
-    "train/frac_mixed": "mixed",
-    "train/frac_all_wrong": "all wrong",
+    K.REWARD_MEAN: "reward (mean)",
+    K.PASS1: "pass@1 (training groups)",
+    K.ENTROPY: "policy entropy (nats/token)",
+    K.LOGP_ADV_COV: "cov(log π, A)",
+    K.CLIP_FRAC_LOW: "clipped low (A<0)",
+    K.CLIP_FRAC_HIGH: "clipped high (A>0)",
+    K.CLIP_FRAC: "clipped (total)",
+    K.KL_OLD: "KL(π_old‖π)",
+    K.KL_REF: "KL(π‖π_ref)",
+    K.KL_SAMPLE_POLICY: "KL(π_sample‖π) (off-policy sampling)",
+    K.FRAC_ALL_CORRECT: "all correct",
+    K.FRAC_MIXED: "mixed",
+    K.FRAC_ALL_WRONG: "all wrong",
 }
 
 
@@ -87,14 +88,14 @@ def reward_figure(store: Any, run_id: str | None, max_points: int = 600) -> go.F
     if not _has_run(store, run_id):
         return style.empty_figure(title, "no run selected (or it has not written anything yet)")
     sc = store.scalars(run_id, keys=REWARD_KEYS)
-    if sc["train/pass@1"] == sc["train/reward_mean"]:
+    if sc[K.PASS1] == sc[K.REWARD_MEAN]:
         # with 0/1 rewards the mean reward is the training pass@1: one line, said so
-        data = [_line(sc["train/pass@1"], "reward = pass@1 (0/1 rewards)", style.color(0), max_points)]
+        data = [_line(sc[K.PASS1], "reward = pass@1 (0/1 rewards)", style.color(0), max_points)]
     else:
-        data = [_line(sc["train/pass@1"], LABELS["train/pass@1"], style.color(1), max_points),
-                _line(sc["train/reward_mean"], LABELS["train/reward_mean"], style.color(0), max_points)]
+        data = [_line(sc[K.PASS1], LABELS[K.PASS1], style.color(1), max_points),
+                _line(sc[K.REWARD_MEAN], LABELS[K.REWARD_MEAN], style.color(0), max_points)]
     evs = eval_points(store, run_id, "eval")
-    data.append(_eval_markers([(e["step"], e["summary"].get("eval/pass@1")) for e in evs], "pass@1 (held-out eval)",
+    data.append(_eval_markers([(e["step"], e["summary"].get(K.EVAL_PASS1)) for e in evs], "pass@1 (held-out eval)",
                               style.color(2)))
     lay = _with_spans(style.layout(title, yaxis="value"), strategy_spans(store, run_id))
     return go.Figure(data=data, layout=lay)
@@ -108,10 +109,10 @@ def entropy_figure(store: Any, run_id: str | None, max_points: int = 600) -> go.
     sc = store.scalars(run_id, keys=ENTROPY_KEYS)
     evs = eval_points(store, run_id, "eval")
     data = [
-        _line(sc["train/entropy"], LABELS["train/entropy"], style.color(0), max_points),
-        _eval_markers([(e["step"], e["summary"].get("eval/mean_entropy")) for e in evs], "entropy (eval samples)",
+        _line(sc[K.ENTROPY], LABELS[K.ENTROPY], style.color(0), max_points),
+        _eval_markers([(e["step"], e["summary"].get(K.EVAL_MEAN_ENTROPY)) for e in evs], "entropy (eval samples)",
                       style.color(5)),
-        _line(sc["train/logp_adv_cov"], LABELS["train/logp_adv_cov"], style.color(1), max_points, yaxis="y2"),
+        _line(sc[K.LOGP_ADV_COV], LABELS[K.LOGP_ADV_COV], style.color(1), max_points, yaxis="y2"),
     ]
     lay = style.layout(title, yaxis="entropy")
     lay["yaxis2"] = {**lay["yaxis"], "title": {"text": "covariance"}, "overlaying": "y", "side": "right",
@@ -145,7 +146,7 @@ def diagnostics_figure(store: Any, run_id: str | None, max_points: int = 600) ->
 
 # --------------------------------------------------------------------- evaluation figures
 def _ks(summary: dict) -> list[int]:
-    return sorted(int(k.split("@", 1)[1]) for k in summary if k.startswith("eval/pass@"))
+    return sorted(int(k.split("@", 1)[1]) for k in summary if k.startswith(K.EVAL_PASS))
 
 
 def default_passk_steps(policy_steps: list[int], most: int = 4) -> list[int]:
@@ -186,13 +187,13 @@ def passk_figure(store: Any, run_id: str | None, steps: list[int] | None = None,
     for e in [x for x in evs if x["label"] == "base"]:
         ks = _ks(e["summary"])
         all_ks.update(ks)
-        data.append(go.Scatter(x=ks, y=[finite(e["summary"][f"eval/pass@{k}"]) for k in ks], name="base model",
+        data.append(go.Scatter(x=ks, y=[finite(e["summary"][K.eval_pass(k)]) for k in ks], name="base model",
                                mode="lines+markers", line={"color": style.BASE_COLOR, "dash": "dash", "width": 2},
                                marker={"size": 5}))
     for i, e in enumerate(chosen):
         ks = _ks(e["summary"])
         all_ks.update(ks)
-        data.append(go.Scatter(x=ks, y=[finite(e["summary"][f"eval/pass@{k}"]) for k in ks], name=f"step {e['step']}",
+        data.append(go.Scatter(x=ks, y=[finite(e["summary"][K.eval_pass(k)]) for k in ks], name=f"step {e['step']}",
                                mode="lines+markers", line={"color": _ramp(i, len(chosen)), "width": 2},
                                marker={"size": 5}))
     lay = style.layout(title, xaxis="k (samples)", yaxis="pass@k", hovermode="closest")

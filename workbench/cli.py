@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workbench import keys as K
 from workbench.config import RunConfig, iter_fields
 from workbench.errors import ConfigError, WorkbenchError
 
@@ -199,8 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = tqdm(total=total, initial=sess.step_count, desc="train", unit="step", disable=args.quiet, dynamic_ncols=True)
     try:
         for rec in sess.run():
-            bar.set_postfix(reward=f"{rec['train/reward_mean']:.3f}", entropy=f"{rec['train/entropy']:.3f}",
-                            pass1=f"{rec['train/pass@1']:.3f}", refresh=False)
+            bar.set_postfix(reward=f"{rec[K.REWARD_MEAN]:.3f}", entropy=f"{rec[K.ENTROPY]:.3f}",
+                            pass1=f"{rec[K.PASS1]:.3f}", refresh=False)
             bar.update(1)
             if sess._last_eval_step == rec["step"]:  # the session evaluated after this step
                 evs = sess.store.evaluations(sess.run_id, label="policy", split="eval")
@@ -226,11 +227,11 @@ def _commands_text(cmds: list[dict]) -> str:
 
 
 def _eval_line(summary: dict[str, float]) -> str:
-    ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith("eval/pass@"))
-    parts = [f"pass@{k} {summary[f'eval/pass@{k}']:.3f}" for k in ks if k in (1, ks[-1]) or k == 8]
-    parts.append(f"unsolved {summary.get('eval/frac_unsolved', float('nan')):.2f}")
-    parts.append(f"modes {summary.get('eval/mean_distinct_correct_modes', float('nan')):.2f}")
-    parts.append(f"entropy {summary.get('eval/mean_entropy', float('nan')):.3f}")
+    ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith(K.EVAL_PASS))
+    parts = [f"pass@{k} {summary[K.eval_pass(k)]:.3f}" for k in ks if k in (1, ks[-1]) or k == 8]
+    parts.append(f"unsolved {summary.get(K.EVAL_FRAC_UNSOLVED, float('nan')):.2f}")
+    parts.append(f"modes {summary.get(K.EVAL_MEAN_DISTINCT_CORRECT_MODES, float('nan')):.2f}")
+    parts.append(f"entropy {summary.get(K.EVAL_MEAN_ENTROPY, float('nan')):.3f}")
     if "boundary/gained" in summary:
         parts.append(f"boundary +{summary['boundary/gained']:.0f}/-{summary['boundary/lost']:.0f}")
     k = summary.get("boundary/report_k")
@@ -307,11 +308,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = {
         "model": info.get("source"), "run": args.run, "step": info.get("step"), "task": task_name, "split": args.split,
         "pass_at_k": {str(k): v for k, v in res.pass_at_k().items()},
-        "mean_entropy": s["eval/mean_entropy"],
-        "mean_distinct_correct_modes": s["eval/mean_distinct_correct_modes"],
-        "mean_eff_modes": s["eval/mean_eff_modes"],
-        "frac_unsolved": s["eval/frac_unsolved"],
-        "parse_error_frac": s["eval/parse_error_frac"],
+        "mean_entropy": s[K.EVAL_MEAN_ENTROPY],
+        "mean_distinct_correct_modes": s[K.EVAL_MEAN_DISTINCT_CORRECT_MODES],
+        "mean_eff_modes": s[K.EVAL_MEAN_EFF_MODES],
+        "frac_unsolved": s[K.EVAL_FRAC_UNSOLVED],
+        "parse_error_frac": s[K.EVAL_PARSE_ERROR_FRAC],
         "n": args.n, "num_problems": len(problems),
     }
     if args.json:
@@ -389,13 +390,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         runs = store.list_runs()
     rows = []
     for r in runs:
-        last = store.scalars(r["run_id"], keys=["train/reward_mean", "train/entropy"], since_step=max(r["last_step"] - 1, -1))
+        last = store.scalars(r["run_id"], keys=[K.REWARD_MEAN, K.ENTROPY], since_step=max(r["last_step"] - 1, -1))
         evs = store.evaluations(r["run_id"], split="eval")
         rows.append({
             "run_id": r["run_id"], "name": r["name"], "status": r["status"], "strategy": r["strategy"],
             "step": r["last_step"], "created_at": r["created_at"],
-            "reward": _last(last.get("train/reward_mean")), "entropy": _last(last.get("train/entropy")),
-            "eval_pass@1": evs[-1]["summary"].get("eval/pass@1") if evs else None,
+            "reward": _last(last.get(K.REWARD_MEAN)), "entropy": _last(last.get(K.ENTROPY)),
+            "eval_pass@1": evs[-1]["summary"].get(K.EVAL_PASS1) if evs else None,
             "model": (r.get("config") or {}).get("model", {}).get("name_or_path"),
             "task": (r.get("config") or {}).get("task", {}).get("name"),
         })

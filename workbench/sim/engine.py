@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from workbench import keys as K
 from workbench.errors import ConfigError
 from workbench.losses import policy_loss
 from workbench.metrics import SuccessHistory, approx_kl, kl_k3
@@ -182,7 +183,7 @@ class Simulator:
                                 aggregation=loss_cfg["aggregation"], max_len=2, token_weight=weight, extra=extra)
             self._descend(parts.loss, rows, logp_full)
             losses.append(parts.loss.item())
-        rec = {"train/loss": sum(losses) / len(losses), "sim/expected": 1.0}
+        rec = {K.LOSS: sum(losses) / len(losses), K.SIM_EXPECTED: 1.0}
         return self._finish_step(s, rec)
 
     def _answers(self, modes: torch.Tensor) -> list[list[str | None]]:
@@ -472,11 +473,11 @@ def sampled_step(sims: list[Simulator], a: torch.Tensor, shared: torch.Tensor, s
                  token_seeds=lambda u: [row_seed(sim.config.seed, "token", s, u) for sim in sims],
                  ref_logp=ref_logp, blocks=S, statistics=cfg.diagnostics)
     cols: dict[str, torch.Tensor] = {                                                           # each [S]
-        "train/reward_mean": rewards.reshape(S, -1).mean(-1),
-        "train/reward_transformed_mean": reward_bg.reshape(S, -1).mean(-1),
-        "train/pass@1": correct.reshape(S, -1).float().mean(-1),
-        "train/loss": res.loss,
-        "train/entropy": ent_b.mean(-1),
+        K.REWARD_MEAN: rewards.reshape(S, -1).mean(-1),
+        K.REWARD_TRANSFORMED_MEAN: reward_bg.reshape(S, -1).mean(-1),
+        K.PASS1: correct.reshape(S, -1).float().mean(-1),
+        K.LOSS: res.loss,
+        K.ENTROPY: ent_b.mean(-1),
     }
     if cfg.diagnostics:
         old, A = res.old_logp.reshape(S, -1), adv.reshape(S, -1)                                # [S, N]
@@ -484,23 +485,23 @@ def sampled_step(sims: list[Simulator], a: torch.Tensor, shared: torch.Tensor, s
         a64 = adv_bg.double().reshape(S, -1)                                                    # [S, N]
         zero = torch.zeros(S, dtype=torch.float64)
         cols.update({
-            "train/logp_adv_cov": ((old - old.mean(-1, keepdim=True)) * (A - A.mean(-1, keepdim=True))).mean(-1),
-            "train/kl_old": res.kl_old,                       # before the last update, as the engine
-            "train/kl_ref": approx_kl(ref_logp, res.old_logp, mask, blocks=S),
-            "train/offpolicy_abs_logratio": zero,             # sampled from pi_old itself: exactly on-policy
-            "train/kl_sample_policy": zero,
-            "train/parse_error_frac": zero,
-            "train/completion_len": zero + 1.0,
-            "train/frac_all_correct": all_c.double().mean(-1),
-            "train/frac_all_wrong": all_w.double().mean(-1),
-            "train/frac_mixed": (~all_c & ~all_w).double().mean(-1),
-            "train/adv_mean": a64.mean(-1),
-            "train/adv_std": a64.std(-1, correction=0),
-            "train/adv_frac_zero": (a64.abs() <= 1e-8).double().mean(-1),
+            K.LOGP_ADV_COV: ((old - old.mean(-1, keepdim=True)) * (A - A.mean(-1, keepdim=True))).mean(-1),
+            K.KL_OLD: res.kl_old,                       # before the last update, as the engine
+            K.KL_REF: approx_kl(ref_logp, res.old_logp, mask, blocks=S),
+            K.OFFPOLICY_ABS_LOGRATIO: zero,             # sampled from pi_old itself: exactly on-policy
+            K.KL_SAMPLE_POLICY: zero,
+            K.PARSE_ERROR_FRAC: zero,
+            K.COMPLETION_LEN: zero + 1.0,
+            K.FRAC_ALL_CORRECT: all_c.double().mean(-1),
+            K.FRAC_ALL_WRONG: all_w.double().mean(-1),
+            K.FRAC_MIXED: (~all_c & ~all_w).double().mean(-1),
+            K.ADV_MEAN: a64.mean(-1),
+            K.ADV_STD: a64.std(-1, correction=0),
+            K.ADV_FRAC_ZERO: (a64.abs() <= 1e-8).double().mean(-1),
             **res.clip,
         })
     if strategy.token:
-        cols["train/token_calibrated"] = res.token_selected / updates
+        cols[K.TOKEN_CALIBRATED] = res.token_selected / updates
     cols.update(_exact_columns(sim0, a.detach(), shared.detach(), stack))
     keys = list(cols)
     values = torch.stack([v.double() for v in cols.values()]).T.tolist()                       # [S][K]
@@ -557,8 +558,8 @@ def _exact_columns(sim: Simulator, a: torch.Tensor, shared: torch.Tensor, stack:
         succ = (p * stack.correct).sum(-1)                                                      # [S, P]
         ent = -(p * logp).sum(-1)                                                               # [S, P]
     train, held = sim._train, torch.as_tensor(sim.world.heldout_ids)
-    out = {"sim/success": succ[:, train].mean(-1), "sim/entropy": ent[:, train].mean(-1)}
+    out = {K.SIM_SUCCESS: succ[:, train].mean(-1), K.SIM_ENTROPY: ent[:, train].mean(-1)}
     if len(held):
-        out["sim/heldout_success"] = succ[:, held].mean(-1)
-        out["sim/heldout_entropy"] = ent[:, held].mean(-1)
+        out[K.SIM_HELDOUT_SUCCESS] = succ[:, held].mean(-1)
+        out[K.SIM_HELDOUT_ENTROPY] = ent[:, held].mean(-1)
     return out

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench import keys as K
+
 from workbench.metrics import (
     boundary_summary,
     collapse_record,
@@ -83,17 +85,17 @@ def evaluate_split(probs: np.ndarray, base_probs: np.ndarray, correct: np.ndarra
             "difficulty": float(1.0 - pol.success(base_probs[i : i + 1], correct[i : i + 1])[0]),
         })
     ks = default_ks(n)
-    summary = {f"eval/pass@{k}": float(np.mean(1.0 - (1.0 - succ) ** k)) for k in ks}
+    summary = {K.eval_pass(k): float(np.mean(1.0 - (1.0 - succ) ** k)) for k in ks}
     summary.update({
-        "eval/n": float(n),
-        "eval/num_problems": float(P),
-        "eval/frac_unsolved": float(np.mean((1.0 - succ) ** n)),
-        "eval/mean_distinct_correct_modes": float(distinct.sum() / max(p_solved.sum(), 1e-300)),
-        "eval/mean_eff_modes": float(np.nanmean(np.exp(h_mode))) if correct.any() else 0.0,
-        "eval/parse_error_frac": 0.0,
-        "eval/mean_entropy": float(h_full.mean()),
-        "eval/mean_length": 1.0,
-        "eval/mean_success": float(succ.mean()),
+        K.EVAL_N: float(n),
+        K.EVAL_NUM_PROBLEMS: float(P),
+        K.EVAL_FRAC_UNSOLVED: float(np.mean((1.0 - succ) ** n)),
+        K.EVAL_MEAN_DISTINCT_CORRECT_MODES: float(distinct.sum() / max(p_solved.sum(), 1e-300)),
+        K.EVAL_MEAN_EFF_MODES: float(np.nanmean(np.exp(h_mode))) if correct.any() else 0.0,
+        K.EVAL_PARSE_ERROR_FRAC: 0.0,
+        K.EVAL_MEAN_ENTROPY: float(h_full.mean()),
+        K.EVAL_MEAN_LENGTH: 1.0,
+        K.EVAL_MEAN_SUCCESS: float(succ.mean()),
     })
     if base_rows is None:
         return summary, rows
