@@ -44,6 +44,12 @@ class MergedLoRA:
         for _, p in peft_model.named_parameters(remove_duplicate=False):
             counts[id(p)] = counts.get(id(p), 0) + 1
         self._swappable = all(counts.get(id(mod.base_layer.weight), 0) <= 1 for _, mod in self.layers)
+        # turning the adapted layers off by their flag skips PEFT's disable_adapter(), which
+        # checks the whole model's adapter status (a walk over every module) on each entry
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        ours = {id(mod) for _, mod in self.layers}
+        self._flag_only = all(id(m) in ours for m in peft_model.modules() if isinstance(m, BaseTunerLayer))
 
     def merged_weights(self) -> dict[str, torch.Tensor]:
         """W + s*B@A per adapted layer, in W's dtype (differentiable in A and B; call with the
@@ -73,6 +79,18 @@ class MergedLoRA:
                 yield self
             finally:
                 self._disabled -= 1
+            return
+        if self._flag_only:
+            before = [mod._disable_adapters for _, mod in self.layers]
+            for _, mod in self.layers:
+                mod._disable_adapters = True
+            self._disabled = 1
+            try:
+                yield self
+            finally:
+                self._disabled = 0
+                for (_, mod), was in zip(self.layers, before):
+                    mod._disable_adapters = was
             return
         with self.model.disable_adapter():
             self._disabled = 1
