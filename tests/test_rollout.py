@@ -141,3 +141,28 @@ def test_processed_sampling_records_the_exact_kl_to_the_policy(model_tok):
     m = ro.completion_mask.bool()
     assert (ro.sample_kl[m] - want[m]).abs().max().item() < 1e-4
     assert ro.sample_kl[m].min().item() > 0 and (ro.sample_kl[~m] == 0).all()
+
+
+def test_dropping_stopped_rows_from_the_batch_changes_no_sample():
+    """The embedded model stops at different lengths, so rows leave the decoding batch
+    (compact) while others go on; every row's tokens, log-probs and entropies are those of
+    the full-batch loop."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.paths import MODELS_DIR
+    from workbench.tasks import get_task
+
+    path = MODELS_DIR / "tiny-primes"
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
+    task = get_task("two_primes")
+    prompts = [tok(task.prompt(p), add_special_tokens=False)["input_ids"] for p in task.load_split("train")[:8]]
+    rows = [p for p in prompts for _ in range(4)]
+    seeds = [row_seed(5, i) for i in range(len(rows))]
+    kw = dict(max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, group_size=4, decode=tok.decode)
+    fast, full = sample(model, rows, seeds, **kw), sample(model, rows, seeds, compact=False, **kw)
+    lengths = fast.completion_mask.sum(1)
+    assert lengths.min() < 0.75 * lengths.max() and bool(fast.finished.any())        # rows did leave early
+    assert torch.equal(fast.completion_ids, full.completion_ids) and fast.texts == full.texts
+    assert torch.equal(fast.completion_mask, full.completion_mask) and torch.equal(fast.finished, full.finished)
+    torch.testing.assert_close(fast.sample_logp, full.sample_logp, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.entropy, full.entropy, rtol=1e-5, atol=1e-6)

@@ -87,6 +87,7 @@ def sample(
     processors: Sequence[LogitsProcessor] = (),
     decode: Callable[[list[int]], str] | None = None,
     group_size: int = 1,
+    compact: bool = True,
 ) -> Rollout:
     """Sample one completion per entry of ``prompts`` (repeat a prompt G times for a group).
 
@@ -95,6 +96,8 @@ def sample(
     prompts: each prompt is prefilled once and its KV cache repeated G times. With processors, ``sample_logp`` is the log-prob under the
     adjusted distribution the token was really drawn from (off-policy sampling), and
     ``sample_kl`` the exact KL(adjusted || policy) over the vocabulary at each position.
+    ``compact``: drop stopped rows from the decoding batch (not with processors); the
+    result is the same, the work less when completions differ in length.
     """
     assert len(prompts) == len(seeds), "one seed per row"
     device = next(model.parameters()).device
@@ -128,10 +131,15 @@ def sample(
     active = torch.ones(N, dtype=torch.bool, device=device)              # [N] not yet stopped
     gen_mask = torch.zeros((N, T), dtype=torch.long, device=device)
     history = prompt_ids
+    # Without processors (which see every row's history), rows that have stopped leave the
+    # decoding batch once a quarter of it has stopped: their cache rows are dropped and the
+    # remaining n rows decode alone. ``rows`` maps the batch's rows to the N rows.
+    compact = compact and not processors
+    rows = torch.arange(N, device=device)                                # [n]
     for t in range(T):
-        scores = logits.float() / temperature                            # [N, V]
-        logp_policy = torch.log_softmax(scores, dim=-1)                  # [N, V]
-        ents[:, t] = -(logp_policy.exp() * logp_policy).nan_to_num().sum(-1)
+        scores = logits.float() / temperature                            # [n, V]
+        logp_policy = torch.log_softmax(scores, dim=-1)                  # [n, V]
+        ent = -(logp_policy.exp() * logp_policy).nan_to_num().sum(-1)    # [n]
         if processors:
             for proc in processors:
                 scores = proc(history, scores)
@@ -140,17 +148,24 @@ def sample(
             kls[:, t] = kl.clamp(min=0.0) * active                         # >= 0; rounding can dip below
         else:
             logp_sample = logp_policy
-        cdf = logp_sample.exp().double().cumsum(-1)                      # [N, V]
-        u = uniforms[:, t : t + 1] * cdf[:, -1:]                         # [N, 1]
-        tok = torch.searchsorted(cdf, u).clamp(max=cdf.shape[-1] - 1).squeeze(-1)  # [N]
-        tok = torch.where(active, tok, torch.full_like(tok, pad_id))
-        tokens[:, t] = tok
-        logps[:, t] = logp_sample.gather(-1, tok[:, None]).squeeze(-1) * active
-        gen_mask[:, t] = active.long()
-        active = active & (tok != eos_id)
-        if not bool(active.any()) or t == T - 1:
+        cdf = logp_sample.exp().double().cumsum(-1)                      # [n, V]
+        u = uniforms[rows, t : t + 1] * cdf[:, -1:]                      # [n, 1]
+        tok = torch.searchsorted(cdf, u).clamp(max=cdf.shape[-1] - 1).squeeze(-1)  # [n]
+        live = active[rows]                                              # [n]
+        tok = torch.where(live, tok, torch.full_like(tok, pad_id))
+        tokens[rows, t] = tok
+        ents[rows, t] = ent
+        logps[rows, t] = logp_sample.gather(-1, tok[:, None]).squeeze(-1) * live
+        gen_mask[rows, t] = live.long()
+        active[rows] = live & (tok != eos_id)
+        n_live = int(active.sum())
+        if n_live == 0 or t == T - 1:
             break
-        attn = torch.cat([attn, torch.ones((N, 1), dtype=attn.dtype, device=device)], dim=1)
+        if compact and n_live <= 0.75 * len(rows):
+            keep = active[rows].nonzero().squeeze(-1)                    # [n'] positions in the batch
+            kv.batch_select_indices(keep)
+            rows, tok, attn, next_pos = rows[keep], tok[keep], attn[keep], next_pos[keep]
+        attn = torch.cat([attn, torch.ones((len(rows), 1), dtype=attn.dtype, device=device)], dim=1)
         if processors:
             history = torch.cat([history, tok[:, None]], dim=1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos, use_cache=True, **cache)
