@@ -166,3 +166,51 @@ def test_dropping_stopped_rows_from_the_batch_changes_no_sample():
     assert torch.equal(fast.completion_mask, full.completion_mask) and torch.equal(fast.finished, full.finished)
     torch.testing.assert_close(fast.sample_logp, full.sample_logp, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast.entropy, full.entropy, rtol=1e-5, atol=1e-6)
+
+
+def test_length_buckets_split_where_padding_is_saved():
+    from workbench.rollout.sampling import _length_buckets
+
+    assert _length_buckets([5, 5, 5, 5], 5) is None                              # one width: one forward
+    assert _length_buckets([1, 5, 5, 5], 5) == [([0], 1), ([1, 2, 3], 5)]        # EOS first: no forward
+    rows = _length_buckets([2, 2, 2, 2, 2, 2, 9, 9], 9)
+    assert rows == [([0, 1, 2, 3, 4, 5], 2), ([6, 7], 9)]
+    assert _length_buckets([8, 9, 8, 9], 9) is None                              # saving < a tenth: not split
+
+
+def test_bucketed_teacher_forcing_equals_one_full_width_forward(monkeypatch):
+    """Log-probs and their gradients do not depend on how the completion rows are grouped."""
+    import workbench.rollout.sampling as sampling
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.paths import MODELS_DIR
+    from workbench.tasks import get_task
+
+    path = MODELS_DIR / "tiny-primes"
+    tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path),
+                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    task = get_task("two_primes")
+    prompts = [tok(task.prompt(p), add_special_tokens=False)["input_ids"] for p in task.load_split("train")[:8]]
+    rows = [p for p in prompts for _ in range(4)]
+    with torch.no_grad():
+        ro = sample(model, rows, [row_seed(9, i) for i in range(len(rows))], max_new_tokens=16,
+                    eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, group_size=4)
+    m = ro.completion_mask.bool()
+    assert len(sampling._length_buckets(m.sum(1).tolist(), m.shape[1]) or []) >= 2   # the bucketed path runs
+    lora = [p for p in model.parameters() if p.requires_grad]
+
+    def run():
+        lp, ent = token_logprobs(model, ro, with_entropy=True)
+        grads = torch.autograd.grad((lp * m).sum(), lora)
+        return lp.detach(), ent.detach(), grads
+
+    lp, ent, grads = run()
+    monkeypatch.setattr(sampling, "_length_buckets", lambda lengths, T: None)
+    lp_full, ent_full, grads_full = run()
+    torch.testing.assert_close(lp[m], lp_full[m], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ent[m], ent_full[m], rtol=1e-5, atol=1e-5)
+    for g, g_full in zip(grads, grads_full):
+        assert ((g - g_full).norm() / g_full.norm()).item() < 1e-5, ((g - g_full).norm() / g_full.norm()).item()

@@ -237,11 +237,60 @@ def _shared_prefix_logits(model, rollout: Rollout, mask: torch.Tensor, G: int, k
     first = first.repeat_interleave(G, dim=0)                                    # [N, 1, V]
     if T == 1:
         return first
-    kv.batch_repeat_interleave(G)
-    m = mask[:, : P + T - 1]                                                     # [N, P+T-1]
-    rest = model(input_ids=rollout.completion_ids[:, :-1], attention_mask=m, position_ids=positions(m)[:, P:],
-                 use_cache=True, **cache).logits                                 # [N, T-1, V]
+    lengths = rollout.completion_mask.sum(1)                                     # [N] tokens per row
+    buckets = _length_buckets(lengths.tolist(), T)
+    if buckets is None:  # one forward over every row at the full width
+        kv.batch_repeat_interleave(G)
+        m = mask[:, : P + T - 1]                                                 # [N, P+T-1]
+        rest = model(input_ids=rollout.completion_ids[:, :-1], attention_mask=m, position_ids=positions(m)[:, P:],
+                     use_cache=True, **cache).logits                             # [N, T-1, V]
+        return torch.cat([first, rest], dim=1)                                   # [N, T, V]
+    # rows of similar length together, each bucket only as wide as its longest row: the
+    # positions after a row's end (masked out of every loss and metric) get logits of 0
+    parts, order = [], []
+    for rows, width in buckets:
+        idx = torch.as_tensor(rows, device=first.device)                         # [n]
+        order.append(idx)
+        if width <= 1:   # nothing to predict after the first token
+            parts.append(first.new_zeros(len(rows), T - 1, first.shape[-1]))
+            continue
+        kv_b = DynamicCache()
+        for layer_idx, layer in enumerate(kv.layers):                            # the rows' prompt caches
+            kv_b.update(layer.keys[idx // G], layer.values[idx // G], layer_idx)
+        m = mask[idx, : P + width - 1]                                           # [n, P+w-1]
+        out = model(input_ids=rollout.completion_ids[idx, : width - 1], attention_mask=m,
+                    position_ids=positions(m)[:, P:], use_cache=True, **{_cache_kwarg(model): kv_b}).logits
+        parts.append(torch.nn.functional.pad(out, (0, 0, 0, T - width)))        # [n, T-1, V]
+    order = torch.cat(order)                                                     # [N] bucket order -> rows
+    rest = torch.cat(parts)[torch.argsort(order)]                                # [N, T-1, V]
     return torch.cat([first, rest], dim=1)                                       # [N, T, V]
+
+
+def _length_buckets(lengths: list[int], T: int) -> list[tuple[list[int], int]] | None:
+    """Rows grouped for the completion forward: [(rows, width)], or None for one forward
+    over all rows at width T. Rows of length <= 1 need no forward; the others are split at
+    the length that saves the most padded positions, when it saves more than a tenth of
+    them (a second forward has its own fixed cost)."""
+    N = len(lengths)
+    short = [i for i, n in enumerate(lengths) if n <= 1]
+    longer = sorted((i for i, n in enumerate(lengths) if n > 1), key=lambda i: lengths[i])
+    if not longer:
+        return [(short, 1)]
+    top = lengths[longer[-1]]
+    best_cost, best_split = len(longer) * (top - 1), None
+    for k in range(1, len(longer)):
+        lo, hi = lengths[longer[k - 1]], lengths[longer[k]]
+        if lo == hi:
+            continue
+        cost = k * (lo - 1) + (len(longer) - k) * (top - 1) + 0.1 * N * (T - 1)
+        if cost < best_cost:
+            best_cost, best_split = cost, k
+    if best_split is None:
+        if not short and top == T:
+            return None
+        return ([(short, 1)] if short else []) + [(longer, top)]
+    return ([(short, 1)] if short else []) + [(longer[:best_split], lengths[longer[best_split - 1]]),
+                                              (longer[best_split:], top)]
 
 
 def rollout_from_texts(tokenizer, prompts: Sequence[Sequence[int]], completions: Sequence[str]) -> Rollout:
