@@ -265,3 +265,29 @@ def test_merge_workspaces_keeps_every_row_and_renumbers_ids(tmp_path):
 
     skip = merge_workspace(dst, src.root, skip_existing=True)
     assert skip["runs"] == [] and len(skip["skipped"]) == 6
+
+
+def test_schema_migration_adds_the_experiment_tables(tmp_path):
+    """A store at the previous schema version (no experiment tables) is upgraded when opened:
+    its runs are kept and experiments can be written."""
+    import sqlite3
+
+    from workbench.store.schema import SCHEMA_VERSION
+
+    ws = tmp_path / "old"
+    RunStore(ws).create_run({"x": 1}, run_id="kept")
+    c = sqlite3.connect(ws / "store.sqlite")
+    c.execute("DROP TABLE experiment_runs")
+    c.execute("DROP TABLE experiments")
+    c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+    c.commit()
+    c.close()
+    store = RunStore(ws)
+    assert store.get_run("kept")["run_id"] == "kept" and store.list_experiments() == []
+    c = sqlite3.connect(ws / "store.sqlite")
+    assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert {"experiments", "experiment_runs"} <= {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
+    c.close()
+    store.create_experiment("e", {"steps": 1}, [{"run_id": "kept", "cell": {"strategy": "grpo"},
+                                                 "cell_key": "strategy=grpo", "seed": 0}])
+    assert store.experiment_of_run("kept") == ("e", {"strategy": "grpo"}, 0)

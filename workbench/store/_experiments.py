@@ -6,9 +6,9 @@ cell and its seed. The runs themselves are ordinary runs in the ``runs`` table (
 by the training process when it starts), so everything that reads runs reads them; a
 planned run that has not started yet has no ``runs`` row and shows as "pending".
 
-The two tables are created by the schema (``EXPERIMENT_DDL``) and, for a store written
-by a workbench that did not know them, on the first write of an experiment: readers of
-such a store just see no experiments.
+The two tables are part of the schema (a migration adds them to older stores); a store
+that lacks them (written by another version) gets them on the first write of an
+experiment, and its readers just see no experiments.
 """
 
 from __future__ import annotations
@@ -23,31 +23,7 @@ from workbench.errors import ConfigError, StoreError, UnknownNameError
 from workbench.store import _codec as cd
 from workbench.store._base import StoreBase
 
-EXPERIMENT_DDL = """
-CREATE TABLE IF NOT EXISTS experiments (
-    exp_id     TEXT PRIMARY KEY,
-    spec       TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS experiment_runs (
-    exp_id   TEXT NOT NULL REFERENCES experiments(exp_id) ON DELETE CASCADE,
-    run_id   TEXT NOT NULL,
-    cell     TEXT NOT NULL,
-    cell_key TEXT NOT NULL,
-    seed     INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    pid      INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    message  TEXT,
-    PRIMARY KEY (exp_id, run_id),
-    UNIQUE (exp_id, cell_key, seed)
-);
-CREATE INDEX IF NOT EXISTS experiment_runs_by_run ON experiment_runs(run_id);
-"""
-
-EXPERIMENT_STATEMENTS = [s.strip() for s in EXPERIMENT_DDL.split(";") if s.strip()]
+from workbench.store.schema import EXPERIMENT_STATEMENTS  # noqa: E402  (the tables, as in the schema)
 
 
 class ExperimentsMixin(StoreBase):
@@ -164,13 +140,10 @@ class ExperimentsMixin(StoreBase):
                                hint=f"experiments in {self.root}: `workbench sweep --list --workspace {self.root}`")
 
 
-def _store_class():
-    from workbench.store.runstore import RunStore
+def __getattr__(name: str):
+    """``ExperimentStore``: the run store class (``RunStore`` includes this mixin)."""
+    if name == "ExperimentStore":
+        from workbench.store.runstore import RunStore
 
-    if issubclass(RunStore, ExperimentsMixin):
         return RunStore
-    return type("ExperimentStore", (RunStore, ExperimentsMixin), {"__doc__": "A RunStore with experiments."})
-
-
-#: The run store with the experiment tables' API (``RunStore`` itself once it includes the mixin).
-ExperimentStore = _store_class()
+    raise AttributeError(name)

@@ -23,6 +23,7 @@ from workbench.store import _codec as cd
 from workbench.store import export as ex
 from workbench.store._control import ControlMixin
 from workbench.store._evals import EvalsMixin
+from workbench.store._experiments import ExperimentsMixin
 from workbench.store._lease import CRASHED, LeaseMixin
 from workbench.store.ids import new_run_id
 
@@ -52,7 +53,7 @@ def _run(r: sqlite3.Row, status: str, with_config: bool = True) -> dict[str, Any
     return out
 
 
-class RunStore(EvalsMixin, ControlMixin, LeaseMixin):
+class RunStore(EvalsMixin, ControlMixin, LeaseMixin, ExperimentsMixin):
     """SQLite (WAL) run store under ``root``: ``store.sqlite`` plus ``checkpoints/<run_id>/``.
 
     Safe to share between threads (a connection per thread) and between processes.

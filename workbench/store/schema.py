@@ -14,6 +14,8 @@ Why this shape:
 - dict payloads are JSON text; timestamps are UNIX floats; NaN scalars are NULL.
 - ``runs.heartbeat_at`` / ``runs.owner`` are written by the run's trainer every few
   seconds without bumping ``revision`` (see ``_lease.py``).
+- ``experiments`` / ``experiment_runs`` describe sweeps (a grid of cells × seeds); their
+  runs are ordinary rows of ``runs``, and a planned run without one is pending.
 - checkpoint paths are stored relative to the workspace, so a workspace can be opened
   from any directory (or moved) and still find its checkpoints.
 """
@@ -26,7 +28,7 @@ import sqlite3
 from workbench.errors import StoreError
 
 #: Bump when the tables change, and add the step from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -174,7 +176,33 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS experiments (
+    exp_id     TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS experiment_runs (
+    exp_id   TEXT NOT NULL REFERENCES experiments(exp_id) ON DELETE CASCADE,
+    run_id   TEXT NOT NULL,
+    cell     TEXT NOT NULL,
+    cell_key TEXT NOT NULL,
+    seed     INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    pid      INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    message  TEXT,
+    PRIMARY KEY (exp_id, run_id),
+    UNIQUE (exp_id, cell_key, seed)
+);
+CREATE INDEX IF NOT EXISTS experiment_runs_by_run ON experiment_runs(run_id);
 """
+
+#: The experiment tables' statements (also the migration that adds them).
+EXPERIMENT_STATEMENTS = [st.strip() for st in DDL[DDL.index("CREATE TABLE IF NOT EXISTS experiments"):].split(";")
+                         if st.strip()]
 
 #: version -> statements that bring a store at ``version - 1`` up to ``version``.
 MIGRATIONS: dict[int, list[str]] = {
@@ -182,6 +210,8 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN heartbeat_at REAL", "ALTER TABLE runs ADD COLUMN owner TEXT"],
     # 3: the user's notes and tags on a run (the dashboard's housekeeping)
     3: ["ALTER TABLE runs ADD COLUMN notes TEXT", "ALTER TABLE runs ADD COLUMN tags TEXT"],
+    # 4: experiments (workbench sweep): the grid and its planned runs; runs stay in 'runs'
+    4: EXPERIMENT_STATEMENTS,
 }
 
 
