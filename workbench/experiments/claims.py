@@ -117,7 +117,8 @@ def engine_claims(store: Any, exp: an.Experiment, k: int, split: str = "eval",
             paired(cell, grpo, _get(f"eval/pass@{k}"), claim=f"{name} keeps large-k pass@k nearer the base than GRPO",
                    source=SRC_BBG, measure=f"{held} pass@{k}, {name} − GRPO (paired by seed)", direction=1)
             paired(cell, grpo, _get("boundary/lost"), claim=f"{name} loses fewer problems from the boundary",
-                   source=SRC_BBG, measure=f"boundary lost (problems), {name} − GRPO (paired by seed)", direction=-1)
+                   source=SRC_BBG, measure=f"{held} boundary lost (problems), {name} − GRPO (paired by seed)",
+                   direction=-1)
     if nsr and grpo:
         paired(nsr, grpo, _get("eval/mean_entropy"), claim="NSR (negative samples only) keeps entropy",
                source=SRC_NSR, measure=f"{held} token entropy, NSR − GRPO (paired by seed)", direction=1)
