@@ -103,3 +103,48 @@ def test_merged_lora_forward_matches_peft_and_leaves_the_base_alone(random_model
     pm2 = add_lora(load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))[0],
                    LoraConfig(rank=4, dropout=0.1))
     assert not MergedLoRA(pm2).usable                             # dropout on the adapter input: plain PEFT path
+
+
+def test_merged_lora_training_forward_gives_peft_gradients_through_the_rank_r_path(random_model_dir):
+    """Inside ``shared()`` with gradients on, the merged layers back-propagate to A and B
+    through the rank-r factors (no [out, in] weight gradient); the gradients are PEFT's."""
+    from workbench.models import fast_lora
+    from workbench.models.fast_lora import MergedLoRA
+
+    model, tok, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))
+    pm = add_lora(model, LoraConfig(rank=4))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    fast = MergedLoRA(pm)
+    assert fast._rank_grads
+    x = torch.tensor([tok("N=040:3+37")["input_ids"], tok("N=012:5+7<")["input_ids"]])
+    calls = []
+    real = fast_lora._LoRAMerged.backward
+
+    def counted(ctx, dy):
+        calls.append(dy.shape)
+        return real(ctx, dy)
+
+    def grads(run):
+        pm.zero_grad()
+        out = run()
+        out.float().logsumexp(-1).mean().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in pm.named_parameters() if p.requires_grad}
+
+    def merged():
+        with fast.shared():
+            return fast(input_ids=x).logits
+
+    ref_out, ref_g = grads(lambda: pm(input_ids=x).logits)
+    fast_lora._LoRAMerged.backward = staticmethod(counted)
+    try:
+        out, g = grads(merged)
+    finally:
+        fast_lora._LoRAMerged.backward = staticmethod(real)
+    assert len(calls) == len(fast.layers)                         # every adapted layer took the rank-r path
+    assert torch.allclose(ref_out, out, atol=1e-4)
+    for n in ref_g:
+        assert torch.allclose(ref_g[n], g[n], atol=1e-5, rtol=1e-3), n
+    assert all("forward" not in vars(mod.base_layer) for _, mod in fast.layers)   # the layers are plain again
