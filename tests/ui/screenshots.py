@@ -5,7 +5,7 @@
 Serves the dashboard on a fresh workspace, starts two runs through it with the new-run
 form's defaults (the embedded model, two_primes): GRPO switched to BBG at --switch-at,
 and plain GRPO for comparison; then Debian's Chromium (headless, via Playwright) takes
-one screenshot per view: runs, live, problem drill-down, compare.
+one screenshot per view: runs, live, problem drill-down, compare, all metrics.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
         else:
             a, b = train_runs(ctl, args)
         take(url, a, b, out)
-        for name in ("runs", "live", "drilldown", "compare"):
+        for name in ("runs", "live", "drilldown", "compare", "metrics"):
             shrink(out / f"dashboard-{name}.png")
             print(out / f"dashboard-{name}.png", flush=True)
     finally:
@@ -113,9 +113,7 @@ def take(url: str, a: str, b: str, out: Path) -> None:
         sel.press("Enter")
         page.wait_for_timeout(4000)
 
-        # live: collapse the switch form to show the plots
-        page.get_by_text("Switch strategy").click()
-        page.wait_for_timeout(1500)
+        # live: the switch form starts collapsed, the plots first
         page.screenshot(path=str(out / "dashboard-live.png"), full_page=True,
                         clip=_clip(page, "#run-status", "#collapse-heatmap"))
 
@@ -141,6 +139,11 @@ def take(url: str, a: str, b: str, out: Path) -> None:
         page.wait_for_timeout(3000)
         page.screenshot(path=str(out / "dashboard-compare.png"), full_page=True,
                         clip=_clip(page, "#compare-select", "#compare-boundary"))
+
+        page.get_by_role("tab", name="All metrics").click()
+        page.locator("#metrics-search textarea, #metrics-search input").first.fill("train/")
+        page.wait_for_timeout(4000)
+        page.screenshot(path=str(out / "dashboard-metrics.png"), full_page=False)
 
         page.get_by_role("tab", name="Runs").click()
         page.wait_for_timeout(2000)

@@ -12,6 +12,8 @@ from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 # the number of points in the reward plot, and whether its timeline names a strategy
 POINTS = """() => { const gd = document.querySelector('#reward-plot div[data-testid="plotly"]');
   return gd && gd.data && gd.data.length ? (gd.data[0].x || []).length : 0; }"""
+# whether the status line contains a text (the element is briefly absent while the page reloads)
+STATUS_HAS = "(t) => (document.querySelector('#run-status') || {innerText: ''}).innerText.includes(t)"
 TIMELINE_HAS = """(name) => ['#reward-plot', '#entropy-plot', '#diagnostics-plot'].every((id) => {
   const gd = document.querySelector(id + ' div[data-testid="plotly"]');
   return gd && gd.layout && (gd.layout.annotations || []).some((a) => String(a.text).includes(name)); })"""
@@ -66,17 +68,14 @@ def test_browser_start_watch_switch(dashboard):
             page.get_by_role("tab", name="Compare").click()
             page.wait_for_function("() => window.location.search.includes('tab=compare')", timeout=10_000)
             page.reload()
-            page.wait_for_function(f"() => document.querySelector('#run-status').innerText.includes('{rid}')",
-                                   timeout=30_000)
+            page.wait_for_function(STATUS_HAS, arg=rid, timeout=30_000)
             page.wait_for_function("() => [...document.querySelectorAll('[role=tab]')].some((t) => "
                                    "t.innerText.includes('Compare') && t.getAttribute('aria-selected') === 'true')",
                                    timeout=30_000)
             page.goto(url)                        # no run in the URL: the most recent run is selected
-            page.wait_for_function(f"() => document.querySelector('#run-status').innerText.includes('{rid}')",
-                                   timeout=30_000)
+            page.wait_for_function(STATUS_HAS, arg=rid, timeout=30_000)
 
             page.locator("#btn-stop").click()
-            page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('stopped')",
-                                   timeout=120_000)
+            page.wait_for_function(STATUS_HAS, arg="stopped", timeout=120_000)
         finally:
             browser.close()
