@@ -216,18 +216,22 @@ def test_threads_per_run_reach_torch(monkeypatch):
     assert out.stdout.strip() == "1", out.stderr[-2000:]
 
 
-@pytest.mark.skipif(os.environ.get("WORKBENCH_TEST_RAY") != "1",
-                    reason="starting Ray takes 10-30 s: set WORKBENCH_TEST_RAY=1 to run the Ray backend test")
 def test_sweep_on_a_local_ray_instance(tmp_path):
-    pytest.importorskip("ray")
-    for storage in ("shared", "per-run"):
-        ws = tmp_path / storage
-        res = run_sweep(ws, "ray2", strategies=["grpo", "bbg"], seeds=1, steps=2, sets=TINY, parallel=2,
-                        backend="ray", ray_storage=storage)
-        assert res.ok and len(res.run_ids) == 2 and {o.action for o in res.outcomes} == {"fresh"}
-        store = ExperimentStore(ws)
-        assert all(store.get_run(r)["last_step"] == 2 for r in res.run_ids)
-        assert not (ws / "parts").exists() or not any((ws / "parts").iterdir())
+    """One local Ray instance (started once: it takes 10-30 s) runs both storage modes."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        for storage in ("shared", "per-run"):
+            ws = tmp_path / storage
+            res = run_sweep(ws, "ray2", strategies=["grpo", "bbg"], seeds=1, steps=2, sets=TINY, parallel=2,
+                            backend="ray", ray_storage=storage)
+            assert res.ok and len(res.run_ids) == 2 and {o.action for o in res.outcomes} == {"fresh"}
+            store = ExperimentStore(ws)
+            assert all(store.get_run(r)["last_step"] == 2 for r in res.run_ids)
+            assert not (ws / "parts").exists() or not any((ws / "parts").iterdir())
+    finally:
+        ray.shutdown()
 
 
 def test_merge_workspaces_keeps_every_row_and_renumbers_ids(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("trl")
+import trl  # noqa: E402,F401  (in the dev extra: a missing TRL fails these tests rather than skipping them)
 
 from workbench.config import RunConfig  # noqa: E402
 from workbench.errors import ConfigError  # noqa: E402
