@@ -1,5 +1,6 @@
 """In Chromium, on a stored run (no training): the All metrics view finds train/grad_norm,
-smoothing changes the drawn trace, and the CSV download returns the run's steps."""
+smoothing changes the drawn trace, a run whose trainer died shows as crashed, and the CSV
+download returns the run's steps."""
 
 from __future__ import annotations
 
@@ -43,6 +44,19 @@ def test_all_metrics_smoothing_and_csv_download(fake_store):
                 page.screenshot(path=str(ARTIFACTS / "dashboard-all-metrics.png"), full_page=True)
 
                 page.get_by_role("tab", name="Runs").click()
+                # a trainer that died without recording its end: "crashed" in the status line and the
+                # table, with its error event, and Stop says no session runs it
+                fake_store.set_status(RID, "running")
+                fake_store.heartbeat(RID)
+                fake_store.add_event(RID, 19, "error", {"message": "RuntimeError: out of memory at step 20"})
+                page.wait_for_function("() => document.querySelector('#run-status').innerText.includes('crashed')",
+                                       timeout=60_000)
+                assert "out of memory at step 20" in page.locator("#run-status").inner_text()
+                page.wait_for_function("() => document.querySelector('#runs-table').innerText.includes('crashed')",
+                                       timeout=60_000)
+                page.locator("#btn-stop").click()
+                page.wait_for_function("() => document.querySelector('#control-msg').innerText.includes('crashed')",
+                                       timeout=30_000)
                 page.locator("#btn-export-csv").click()
                 link = page.locator("#export-file a").first
                 link.wait_for(timeout=60_000)
