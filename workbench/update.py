@@ -31,7 +31,6 @@ from workbench.metrics import approx_kl, clip_fractions, masked_mean
 from workbench.strategies.base import Strategy, TokenBatch, TokenShaping
 
 
-
 def loss_settings(loss_config: Any, strategy: Strategy) -> dict[str, Any]:
     """The loss settings in force: the config's (a ``LossConfig``), the strategy's overrides on top."""
     loss = dict(vars(loss_config))
@@ -77,7 +76,8 @@ def update(
     when the entropy coefficient is not 0). ``descend(loss)`` back-propagates and steps,
     returning a gradient norm or None. ``token_seeds(u)`` gives one seed per block for the
     token calibrations' random choices at pass u. ``check(u, parts)`` may reject a loss
-    (e.g. a non-finite one) before the step. ``statistics=False`` skips the clip fractions.
+    (e.g. a non-finite one) before the step. ``statistics=False`` skips the clip fractions and
+    the KL to pi_old (left at 0).
     """
     S = blocks
     losses, clips, selected, norms = [], [], [], []
@@ -89,7 +89,7 @@ def update(
             old_logp = logp.detach()
         elif u == 0:      # how far off-policy the samples are, before any update
             abs_logratio = float(masked_mean((logp.detach() - old_logp).abs(), mask))
-        if u == updates - 1:
+        if u == updates - 1 and statistics:
             kl_old = (torch.tensor([approx_kl(logp.detach(), old_logp, mask)], dtype=torch.float64) if S == 1
                       else approx_kl(logp.detach(), old_logp, mask, blocks=S))
         shaping = TokenShaping()

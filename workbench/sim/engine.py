@@ -557,9 +557,9 @@ def _exact_columns(sim: Simulator, a: torch.Tensor, shared: torch.Tensor, stack:
         p = logp.exp()
         succ = (p * stack.correct).sum(-1)                                                      # [S, P]
         ent = -(p * logp).sum(-1)                                                               # [S, P]
-    train, held = sim._train, torch.as_tensor(sim.world.heldout_ids)
-    out = {K.SIM_SUCCESS: succ[:, train].mean(-1), K.SIM_ENTROPY: ent[:, train].mean(-1)}
-    if len(held):
-        out[K.SIM_HELDOUT_SUCCESS] = succ[:, held].mean(-1)
-        out[K.SIM_HELDOUT_ENTROPY] = ent[:, held].mean(-1)
+    R = len(sim._train)                        # the training problems are the first R (build_world)
+    out = {K.SIM_SUCCESS: succ[:, :R].mean(-1), K.SIM_ENTROPY: ent[:, :R].mean(-1)}
+    if R < succ.shape[1]:
+        out[K.SIM_HELDOUT_SUCCESS] = succ[:, R:].mean(-1)
+        out[K.SIM_HELDOUT_ENTROPY] = ent[:, R:].mean(-1)
     return out
