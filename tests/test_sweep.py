@@ -100,9 +100,12 @@ def test_sweep_from_python_survives_kill_9_and_resumes(tmp_path):
     while its second run trains: that trainer dies with it; `workbench sweep --resume` keeps
     the finished run, resumes the interrupted one from its checkpoint and runs the rest."""
     ws = tmp_path / "ws"
+    # enough steps that the second run cannot finish between its first checkpoint and the kill
+    # (a step of this tiny run takes well under a tenth of a second; the poll is every 0.2 s)
+    STEPS = 12
     code = (
         "from workbench.experiments import run_sweep\n"
-        f"r = run_sweep({str(ws)!r}, 'k9', strategies=['grpo', 'bbg'], seeds=2, steps=3, "
+        f"r = run_sweep({str(ws)!r}, 'k9', strategies=['grpo', 'bbg'], seeds=2, steps={STEPS}, "
         f"sets={{**{TINY!r}, 'checkpoint_every': '1'}}, parallel=1)\n"
         "print('done', r.ok)\n"
     )
@@ -127,18 +130,18 @@ def test_sweep_from_python_survives_kill_9_and_resumes(tmp_path):
     proc.wait(timeout=10)
     _wait(lambda: not _alive(trainer), 20, "the killed sweep's trainer to end with it")
     assert store.get_run(second)["status"] != "finished"
-    assert store.get_run(second)["last_step"] < 3
+    assert store.get_run(second)["last_step"] < STEPS
 
     res = _cli("sweep", "--resume", "k9", "--workspace", str(ws), "--parallel", "2")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert f"kept {first}" in res.stdout and f"resuming {second}" in res.stdout
     runs = {r["run_id"]: r for r in store.experiment_runs("k9")}
-    assert all(r["status"] == "finished" and r["last_step"] == 3 for r in runs.values()), runs
+    assert all(r["status"] == "finished" and r["last_step"] == STEPS for r in runs.values()), runs
     assert runs[first]["attempts"] == 1 and runs[second]["attempts"] == 2
     assert not store.events(first, kind="resumed")
     resumed = store.events(second, kind="resumed")
     assert len(resumed) == 1 and resumed[0]["payload"]["from_step"] >= 1
-    assert [s for s, _ in store.scalars(second, keys=["train/loss"])["train/loss"]] == [1, 2, 3]
+    assert [s for s, _ in store.scalars(second, keys=["train/loss"])["train/loss"]] == list(range(1, STEPS + 1))
     # running a finished sweep again (from Python) starts nothing
     again = Sweep.load(ws, "k9").run()
     assert again.ok and {o.action for o in again.outcomes} == {"kept"}
