@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -188,8 +189,6 @@ class WebPolicy:
                                   "optim.updates_per_batch=2); strategy parameters go in the parameter table")
             if key == "task.params":
                 if isinstance(value, str):
-                    import json
-
                     try:
                         value = json.loads(value) if value.strip() else {}
                     except json.JSONDecodeError as exc:
