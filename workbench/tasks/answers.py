@@ -34,7 +34,9 @@ from workbench.errors import ConfigError
 VERIFIERS = ("auto", "math_verify", "builtin")
 MODE_KEYS = ("text", "answer", "solution_path")
 
-_NUMBER = re.compile(r"(?:(?<![\w)])-)?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+# A number as a GSM8K answer writes it: a minus sign only when it does not follow a word
+# ("3-4" is a range, not -4), commas only as thousands separators ("1,2,3" is three numbers).
+NUMBER = re.compile(r"(?:(?<![\w)])-)?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 # "expression = number": the number right after an equals sign (calculator annotations included)
 _RESULT = re.compile(r"=\s*\$?\s*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)")
 _BOXED = "\\boxed"
@@ -67,7 +69,7 @@ def use_math_verify(verifier: str) -> bool:
 def canonical_number(text: str) -> str | None:
     """``"$1,234.50"`` -> ``"1234.5"``; None if ``text`` is not a number."""
     text = text.strip().rstrip(".")
-    if not _NUMBER.fullmatch(text):
+    if not NUMBER.fullmatch(text):
         return None
     try:
         d = Decimal(text.replace(",", "").replace("$", ""))

@@ -10,47 +10,34 @@ normalised text, the final answer, or the solution path; see ``workbench.tasks.a
 from __future__ import annotations
 
 import os
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from workbench.errors import ConfigError, TaskDataError, UnknownNameError
 from workbench.paths import TASKS_DIR
+from workbench.tasks.answers import NUMBER, canonical_number
 from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, check_param_types, graded, holdout_indices
 
 SAMPLE_PATH = TASKS_DIR / "gsm8k_sample.jsonl"
 TOLERANCE = 1e-6
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-# A minus sign counts only when it does not follow a word ("3-4" is a range, not -4);
-# commas only as thousands separators, so "1,2,3" is three numbers.
-_NUMBER = re.compile(r"(?:(?<![\w)])-)?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-
-
-def canonical_number(text: str) -> str | None:
-    """``"$1,234.50"`` -> ``"1234.5"``; None if ``text`` is not a number."""
-    text = text.strip().rstrip(".")
-    if not _NUMBER.fullmatch(text):
-        return None
-    try:
-        d = Decimal(text.replace(",", "").replace("$", ""))
-    except InvalidOperation:
-        return None
-    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
+# Numbers are read as workbench.tasks.answers reads them (NUMBER, canonical_number): a minus
+# sign only when it does not follow a word, commas only as thousands separators.
 
 
 def final_answer(text: str) -> str | None:
     """The number after the last ``####`` if there is one, else the last number in the text."""
     if "####" in text:
-        found = _NUMBER.search(text.rsplit("####", 1)[1])
+        found = NUMBER.search(text.rsplit("####", 1)[1])
         return canonical_number(found.group()) if found else None
-    found = _NUMBER.findall(text)
+    found = NUMBER.findall(text)
     return canonical_number(found[-1]) if found else None
 
 
 def gold_answer(answer: str) -> str | None:
     """Gold from a GSM8K answer field; a bare number (no ``####``) is accepted too."""
     if "####" in answer:
-        found = _NUMBER.search(answer.rsplit("####", 1)[1])
+        found = NUMBER.search(answer.rsplit("####", 1)[1])
         return canonical_number(found.group()) if found else None
     return canonical_number(answer)
 
