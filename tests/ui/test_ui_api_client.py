@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ui_helpers import TINY_RUN, wait_for
+from ui_helpers import TINY_RUN, free_port, wait_for
 
 
 def test_start_step_switch_and_read_events(dashboard):
@@ -57,3 +57,35 @@ def test_start_step_switch_and_read_events(dashboard):
     proc = demo.controller.manager.get(rid).popen
     proc.wait(60)
     assert proc.returncode == 0
+
+
+def test_api_defaults_and_switch_parser_are_the_engines(fake_store):
+    """Through gradio_client: the start_run endpoint's defaults are RunConfig's (the CLI's), and
+    a switch with a parameter the engine accepts (clip.eps_high) is accepted and sent."""
+    from gradio_client import Client
+
+    from ui.app import build_app, launch
+    from workbench.config import RunConfig
+
+    fake_store.set_status("fake-run", "running")
+    demo = build_app(fake_store.root, poll_seconds=60.0)
+    port = free_port()
+    launch(demo, host="127.0.0.1", port=port, block=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        params = {p["parameter_name"]: p.get("parameter_default")
+                  for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/start_run"][
+                      "parameters"]}
+        c = RunConfig()
+        assert (params["steps"], params["group_size"], params["prompts_per_step"], params["eval_n"]) == (
+            c.steps, c.rollout.group_size, c.rollout.prompts_per_step, c.eval.n)
+        msg = client.predict("fake-run", "bbg", "clip.eps_high=0.28, optim.updates_per_batch=3",
+                             api_name="/switch_strategy")
+        assert "bbg" in msg
+        cmd = fake_store.commands("fake-run")[-1]
+        assert cmd["kind"] == "set_strategy" and cmd["payload"]["params"] == {"clip.eps_high": 0.28,
+                                                                              "optim.updates_per_batch": 3}
+        with pytest.raises(Exception, match="is not part of"):
+            client.predict("fake-run", "grpo", "bbg.k=3", api_name="/switch_strategy")
+    finally:
+        demo.close()

@@ -197,3 +197,4 @@ def test_the_policy_module_imports_no_torch():
 def test_allow_model_is_checked_at_start(tmp_path):
     with pytest.raises(ConfigError, match="no such folder"):
         WebPolicy.create(tmp_path, ["/no/such/folder"])
+
