@@ -122,21 +122,10 @@ def run_runner(path: Path, out: Path, cwd: Path, env: dict, timeout: float = NOT
 
 
 def _descendants(pid: int) -> list[int]:
-    """pid and every process below it (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
+    """pid and every process below it (the runner's own /proc walk)."""
+    from notebook_runner import _tree
+
+    return _tree(pid)
 
 
 def test_a_hung_cell_fails_within_a_minute_with_the_kernels_last_message(tmp_path):
