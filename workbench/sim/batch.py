@@ -35,12 +35,7 @@ class SimBatch:
     """S simulator runs that differ only by their seed; ``step()`` returns their S records."""
 
     def __init__(self, config: SimConfig | dict | None = None, seeds: Iterable[int] = range(8), **overrides: Any):
-        if config is None:
-            config = SimConfig()
-        elif isinstance(config, dict):
-            config = SimConfig.from_dict(config)
-        if overrides:
-            config = config.replace(**overrides)
+        config = SimConfig.coerce(config, **overrides)
         seeds = [int(k) for k in seeds]
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"SimBatch seeds: expected distinct integers, at least one (got {seeds})")

@@ -162,6 +162,16 @@ class SimConfig:
                 kwargs[name] = parse_value(value, hints[name], f"sim.{name}")
         return cls(**kwargs)
 
+    @classmethod
+    def coerce(cls, config: "SimConfig | dict | None" = None, **overrides: Any) -> "SimConfig":
+        """A config from a SimConfig, a ``to_dict()`` mapping or None (the defaults), with
+        ``overrides`` applied (as ``replace``); not validated yet."""
+        if config is None:
+            config = cls()
+        elif isinstance(config, dict):
+            config = cls.from_dict(config)
+        return config.replace(**overrides) if overrides else config
+
     def replace(self, **changes: Any) -> "SimConfig":
         """A copy with fields changed; ``{"loss.eps_high": 0.28}``-style keys reach the loss."""
         d = self.to_dict()

@@ -42,12 +42,7 @@ class Simulator:
     """An instant RLVR run. ``Simulator(SimConfig(...))`` or ``Simulator(coupling=0.5, ...)``."""
 
     def __init__(self, config: SimConfig | dict | None = None, **overrides: Any):
-        if config is None:
-            config = SimConfig()
-        elif isinstance(config, dict):
-            config = SimConfig.from_dict(config)
-        if overrides:
-            config = config.replace(**overrides)
+        config = SimConfig.coerce(config, **overrides)
         self.config = config.validate()
         cfg = self.config
         self.world = build_world(cfg)
