@@ -172,6 +172,27 @@ def check_param_types(task: str, params: dict[str, tuple[Any, type | tuple[type,
             raise ConfigError(f"task {task!r}: {name}={value!r} is not allowed: expected {want}")
 
 
+class DatasetTask(Task):
+    """A family whose problems are records of a data file or dataset: ``_load()`` returns
+    {"train": [...], "eval": [...]}, read once; the splits, and ``generate`` (the first ``n``
+    train records: not a generator; ``seed`` and ``difficulty`` are ignored), come from it."""
+
+    def _load(self) -> dict[str, list[Problem]]:
+        raise NotImplementedError
+
+    def split_names(self) -> list[str]:
+        return ["train", "eval"]
+
+    def load_split(self, split: str, data_dir: str | Path | None = None) -> list[Problem]:
+        """``train`` or ``eval`` of the loaded data (``data_dir`` is unused: the data is the task's own)."""
+        if split not in self.split_names():
+            raise UnknownNameError("split", split, self.split_names(), f"task {self.name!r}")
+        return list(self._load()[split])
+
+    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
+        return self._load()["train"][:n]
+
+
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line is a TaskDataError."""
     out: list[tuple[int, dict]] = []

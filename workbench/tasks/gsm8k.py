@@ -13,10 +13,10 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
-from workbench.errors import ConfigError, TaskDataError, UnknownNameError
+from workbench.errors import ConfigError, TaskDataError
 from workbench.paths import TASKS_DIR
 from workbench.tasks.answers import NUMBER, canonical_number
-from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, check_param_types, graded, holdout_indices
+from workbench.tasks.base import UNPARSED, DatasetTask, Problem, Verdict, check_param_types, graded, holdout_indices
 
 SAMPLE_PATH = TASKS_DIR / "gsm8k_sample.jsonl"
 TOLERANCE = 1e-6
@@ -62,7 +62,7 @@ def _has_content(path: Path) -> bool:
     return found
 
 
-class GSM8K(Task):
+class GSM8K(DatasetTask):
     """Parameters:
 
     path: a local .json/.jsonl/.csv/.parquet file or a Hub dataset id (default: the shipped
@@ -185,20 +185,6 @@ class GSM8K(Task):
         return out
 
     # -- the task ------------------------------------------------------------------------
-    def split_names(self) -> list[str]:
-        return ["train", "eval"]
-
-    def load_split(self, split: str, data_dir: str | Path | None = None) -> list[Problem]:
-        """``train`` or ``eval`` of the loaded data (``data_dir`` is unused: the data is ``path``)."""
-        if split not in self.split_names():
-            raise UnknownNameError("split", split, self.split_names(), "task 'gsm8k'")
-        return list(self._load()[split])
-
-    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
-        """Not a generator: the first ``n`` train records (fewer if the split is smaller);
-        ``seed`` and ``difficulty`` are ignored."""
-        return self._load()["train"][:n]
-
     def prompt(self, problem: Problem) -> str:
         return f"Question: {problem.data['question']}\nAnswer:"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.errors import TaskDataError, UnknownNameError
+from workbench.errors import TaskDataError
 from workbench.paths import TASKS_DIR
 from workbench.tasks.answers import (
     builtin_equal,
@@ -22,12 +22,12 @@ from workbench.tasks.answers import (
     normalize_latex,
     use_math_verify,
 )
-from workbench.tasks.base import UNPARSED, Problem, Task, Verdict, graded, holdout_indices, read_jsonl
+from workbench.tasks.base import UNPARSED, DatasetTask, Problem, Verdict, graded, holdout_indices, read_jsonl
 
 SAMPLE_PATH = TASKS_DIR / "math_sample.jsonl"
 
 
-class MathProblems(Task):
+class MathProblems(DatasetTask):
     """Parameters:
 
     path: a local .jsonl file or a Hub dataset id (default: the shipped 20-problem sample).
@@ -113,18 +113,6 @@ class MathProblems(Task):
         return out
 
     # -- the task ------------------------------------------------------------------------
-    def split_names(self) -> list[str]:
-        return ["train", "eval"]
-
-    def load_split(self, split: str, data_dir: str | Path | None = None) -> list[Problem]:
-        if split not in self.split_names():
-            raise UnknownNameError("split", split, self.split_names(), "task 'math'")
-        return list(self._load()[split])
-
-    def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
-        """Not a generator: the first ``n`` train records."""
-        return self._load()["train"][:n]
-
     def prompt(self, problem: Problem) -> str:
         return f"Problem: {problem.data['problem']}\nSolution:"
 
