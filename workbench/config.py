@@ -56,6 +56,9 @@ class RolloutConfig:
     max_new_tokens: int = _f(0, "Generation limit per sample; 0 = the task's default.")
     temperature: float = _f(1.0, "Sampling temperature for training rollouts.")
     chunk_size: int = _f(1024, "Most sequences generated in one batched forward (memory bound).")
+    reuse_forward_mb: int = _f(512, "On-policy, the first update back-propagates through the rollout's own "
+                                    "forwards instead of running the model again over the same tokens, when the "
+                                    "key/value history this keeps is at most this many MB; 0 = never.")
 
 
 @dataclass

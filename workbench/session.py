@@ -41,7 +41,7 @@ from workbench.metrics import (
 from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.models.memory import check_session as check_memory
-from workbench.rollout import rollout_from_texts, sample, token_logprobs
+from workbench.rollout import rollout_from_texts, sample, sampling_graph_bytes, token_logprobs
 from workbench.store import COMMANDS, RunStore, check_command
 from workbench.strategies.base import GroupBatch, Strategy, build_strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
@@ -263,12 +263,15 @@ class Session:
         rows = [prompts[b] for b in range(B) for _ in range(G)]                   # [N]
         seeds = [row_seed(cfg.seed, "train", s, problems[b].id, g) for b in range(B) for g in range(G)]
         sampler = self._sampler()
+        loss_cfg = self._loss_settings()
+        reuse = sampler is None and self._reuse_forward(prompts)
         self.model.eval()
-        with self.fast.frozen():
+        with self.fast.shared() if reuse else self.fast.frozen():
             ro = sample(self.fast, rows, seeds, max_new_tokens=self.max_new_tokens,
                         eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id,
                         temperature=cfg.rollout.temperature, decode=self._decode, group_size=G,
-                        processors=[sampler.processor()] if sampler is not None else ())
+                        processors=[sampler.processor()] if sampler is not None else (),
+                        grad=reuse, grad_entropy=reuse and loss_cfg["entropy_coef"] != 0)
         self.model.train()
         t_rollout = time.perf_counter()
 
@@ -287,7 +290,6 @@ class Session:
         t_reward = time.perf_counter()
 
         # 3. update ---------------------------------------------------------------------
-        loss_cfg = self._loss_settings()
         every = cfg.loss.ref_kl_every
         need_ref = loss_cfg["kl_coef"] > 0 or (every > 0 and (s - 1) % every == 0)
         ref_logp = None
@@ -295,9 +297,12 @@ class Session:
             with torch.no_grad(), self.model.disable_adapter():
                 ref_logp, _ = token_logprobs(self.model, ro, cfg.rollout.temperature)            # [N, T]
         # pi_old: with a sampling calibration, the adjusted distribution the sampler drew from;
-        # on-policy (None), the first update's own training forward (detached), so the ratio is 1
-        # bit for bit there (the sampler's KV-cache log-probs differ from it by float rounding).
+        # on-policy (None), the first update's own forward (detached), so the ratio is 1 bit for
+        # bit there. With ``reuse`` that first forward is the rollout's: its log-probs are still
+        # attached to the sampling forwards, and only later updates run the model again.
         def forward(u: int):
+            if u == 0 and reuse:
+                return ro.policy_logp, ro.policy_entropy                                     # [N, T]
             with self.fast.shared():
                 return token_logprobs(self.fast, ro, cfg.rollout.temperature,
                                       with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
@@ -706,6 +711,17 @@ class Session:
             for piece, obj in strat.state.items():
                 out.setdefault(strat.name, {})[piece] = obj.state_dict()
         return out
+
+    def _reuse_forward(self, prompts: list[list[int]]) -> bool:
+        """Whether this step's first update back-propagates through the rollout (see
+        ``rollout.reuse_forward_mb``): on-policy sampling through the merged-LoRA forward, and
+        a key/value history within the limit."""
+        limit = self.config.rollout.reuse_forward_mb
+        if limit <= 0 or not self.fast.usable:
+            return False
+        n = len(prompts) * self.config.rollout.group_size
+        need = sampling_graph_bytes(self.model, n, max(len(p) for p in prompts), self.max_new_tokens)
+        return need <= limit * 2**20
 
     def _loss_settings(self) -> dict[str, Any]:
         return loss_settings(self.config.loss, self.strategy)

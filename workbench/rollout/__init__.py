@@ -7,8 +7,9 @@ from workbench.rollout.sampling import (
     positions,
     rollout_from_texts,
     sample,
+    sampling_graph_bytes,
     token_logprobs,
 )
 
 __all__ = ["LogitsProcessor", "Rollout", "left_pad", "positions", "rollout_from_texts", "sample",
-           "token_logprobs"]
+           "sampling_graph_bytes", "token_logprobs"]

@@ -35,6 +35,10 @@ class Rollout:
     texts: list[str]               # decoded completions, EOS and padding stripped
     group_size: int = 1            # rows come in groups of this many identical prompts
     sample_kl: torch.Tensor | None = None  # [N, T] KL(sampling dist || policy) per position; None = on-policy
+    # with ``sample(..., grad=True)``: the policy's log-probs of the sampled tokens and (if asked)
+    # their entropy, [N, T], still attached to the sampling forwards' autograd graph (0 off the mask)
+    policy_logp: torch.Tensor | None = None
+    policy_entropy: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -74,7 +78,6 @@ def _cache_kwarg(model) -> str:
     return "cache" if _accepts(model, "cache") else "past_key_values"
 
 
-@torch.no_grad()
 def sample(
     model,
     prompts: Sequence[Sequence[int]],
@@ -88,6 +91,8 @@ def sample(
     decode: Callable[[list[int]], str] | None = None,
     group_size: int = 1,
     compact: bool = True,
+    grad: bool = False,
+    grad_entropy: bool = False,
 ) -> Rollout:
     """Sample one completion per entry of ``prompts`` (repeat a prompt G times for a group).
 
@@ -98,8 +103,25 @@ def sample(
     ``sample_kl`` the exact KL(adjusted || policy) over the vocabulary at each position.
     ``compact``: drop stopped rows from the decoding batch (not with processors); the
     result is the same, the work less when completions differ in length.
+
+    ``grad``: record the sampling forwards for autograd (call inside ``MergedLoRA.shared()``,
+    not ``frozen()``) and return the policy's log-probs of the sampled tokens still attached
+    to them (``policy_logp``; ``policy_entropy`` too with ``grad_entropy``), so that an
+    on-policy update can back-propagate through the rollout itself instead of running the
+    model again over the same tokens. The samples, ``sample_logp`` and ``entropy`` are those
+    of ``grad=False`` (detached); not with processors. The graph keeps every decoding step's
+    key/value history, which grows with the square of the length: see ``sampling_graph_bytes``.
     """
     assert len(prompts) == len(seeds), "one seed per row"
+    assert not (grad and processors), "grad=True samples from the policy itself (no processors)"
+    with torch.set_grad_enabled(grad):
+        return _sample(model, prompts, seeds, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id,
+                       temperature=temperature, processors=processors, decode=decode, group_size=group_size,
+                       compact=compact, grad=grad, grad_entropy=grad_entropy)
+
+
+def _sample(model, prompts, seeds, *, max_new_tokens, eos_id, pad_id, temperature, processors, decode, group_size,
+            compact, grad, grad_entropy) -> Rollout:
     device = next(model.parameters()).device
     N, T = len(prompts), max_new_tokens
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)                  # [N, P]
@@ -136,10 +158,15 @@ def sample(
     # remaining n rows decode alone. ``rows`` maps the batch's rows to the N rows.
     compact = compact and not processors
     rows = torch.arange(N, device=device)                                # [n]
+    picked: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]] = []   # grad: (rows, t, logp, ent)
     for t in range(T):
         scores = logits.float() / temperature                            # [n, V]
         logp_policy = torch.log_softmax(scores, dim=-1)                  # [n, V]
-        ent = -(logp_policy.exp() * logp_policy).nan_to_num().sum(-1)    # [n]
+        with torch.set_grad_enabled(grad and grad_entropy):
+            ent = -(logp_policy.exp() * logp_policy).nan_to_num().sum(-1)  # [n]
+        if grad:
+            keep_graph = logp_policy, ent
+            logp_policy, ent = logp_policy.detach(), ent.detach()
         if processors:
             for proc in processors:
                 scores = proc(history, scores)
@@ -157,6 +184,10 @@ def sample(
         ents[rows, t] = ent
         logps[rows, t] = logp_sample.gather(-1, tok[:, None]).squeeze(-1) * live
         gen_mask[rows, t] = live.long()
+        if grad:
+            lp, en = keep_graph
+            picked.append((rows, t, lp.gather(-1, tok[:, None]).squeeze(-1) * live,
+                           en * live if grad_entropy else None))
         active[rows] = live & (tok != eos_id)
         n_live = int(active.sum())
         if n_live == 0 or t == T - 1:
@@ -183,7 +214,36 @@ def sample(
         for row, m in zip(tokens.tolist(), gen_mask.tolist()):
             ids = [tk for tk, keep in zip(row, m) if keep and tk != eos_id]
             texts.append(decode(ids))
-    return Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts, G, sample_kl=kls)
+    ro = Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts, G, sample_kl=kls)
+    if grad:
+        ro.policy_logp = _scatter_steps(picked, 2, (N, width))
+        if grad_entropy:
+            ro.policy_entropy = _scatter_steps(picked, 3, (N, width))
+    return ro
+
+
+def _scatter_steps(picked, which: int, shape: tuple[int, int]) -> torch.Tensor:
+    """One [N, T] tensor from the per-step values of the rows decoded at each step (one
+    scatter, so autograd keeps one node instead of one in-place copy per step)."""
+    steps = [p for p in picked if p[1] < shape[1]]
+    rows = torch.cat([p[0] for p in steps])
+    cols = torch.cat([torch.full_like(p[0], p[1]) for p in steps])
+    vals = torch.cat([p[which] for p in steps])
+    return vals.new_zeros(shape).index_put((rows, cols), vals)
+
+
+def sampling_graph_bytes(model, n_rows: int, prompt_len: int, max_new_tokens: int) -> int:
+    """Upper bound on the key/value history that ``sample(..., grad=True)`` keeps for the
+    backward pass: every decoding step attends over a new, one longer copy of each layer's
+    keys and values, so the bytes grow as T*P + T^2/2 positions per row (the activations
+    that any training forward keeps come on top and are not counted)."""
+    cfg = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    T, P = max_new_tokens, prompt_len
+    positions_kept = T * P + T * (T + 1) // 2
+    elem = next(model.parameters()).element_size()
+    return 2 * cfg.num_hidden_layers * n_rows * heads * head_dim * elem * positions_kept
 
 
 def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False):
