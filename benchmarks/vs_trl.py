@@ -56,7 +56,9 @@ def _environment() -> dict:
             "threads": torch.get_num_threads()}
 
 
-def run_workbench(a: argparse.Namespace) -> dict:
+def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
+    """The workbench's own step; ``separate`` turns off back-propagating through the
+    rollout (``rollout.reuse_forward_mb = 0``), so the update runs its own training forward."""
     from workbench.session import Session
 
     with tempfile.TemporaryDirectory() as ws:
@@ -64,7 +66,8 @@ def run_workbench(a: argparse.Namespace) -> dict:
             "rollout.prompts_per_step": a.prompts, "rollout.group_size": a.group,
             "rollout.max_new_tokens": a.max_new_tokens, "lora.rank": a.rank, "lora.alpha": 2.0 * a.rank,
             "optim.lr": a.lr, "optim.updates_per_batch": 1, "loss.kl_coef": 0.0, "model.dtype": "float32",
-            "eval.every": 0, "eval.n": 1, "eval.max_problems": 1, "eval.seen_problems": 0, "checkpoint_every": 0})
+            "eval.every": 0, "eval.n": 1, "eval.max_problems": 1, "eval.seen_problems": 0, "checkpoint_every": 0,
+            **({"rollout.reuse_forward_mb": 0} if separate else {})})
         sess.ensure_base()
         precision = str(next(sess.model.parameters()).dtype).removeprefix("torch.")
         rss_before = _peak_rss_mb()
@@ -84,6 +87,7 @@ def run_workbench(a: argparse.Namespace) -> dict:
         "peak_rss_mb": _peak_rss_mb(),
         "rss_before_mb": rss_before,
         "precision": precision,
+        "update_forward": "its own training forward" if separate else "through the rollout (on-policy update)",
         **_environment(),
     }
 
@@ -180,15 +184,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads per tool (0: torch's default)")
     ap.add_argument("--trl-defaults", action="store_true",
                     help="also run TRL with its default precision settings, as an extra row (not in the ratio)")
+    ap.add_argument("--separate-forward", action="store_true",
+                    help="also run the workbench with its update's own training forward (rollout.reuse_forward_mb=0), "
+                         "as an extra row (not in the ratio)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["workbench", "trl", "trl_defaults"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["workbench", "workbench_separate", "trl", "trl_defaults"],
+                    help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         if a.threads:
             import torch
 
             torch.set_num_threads(a.threads)
-        run = {"workbench": run_workbench, "trl": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True)}
+        run = {"workbench": run_workbench, "workbench_separate": lambda a: run_workbench(a, separate=True),
+               "trl": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True)}
         print(json.dumps(run[a.worker](a)))
         return
     if a.steps < 5:
@@ -197,9 +206,10 @@ def main() -> None:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if a.threads:
         env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    passed = [x for k, v in vars(a).items() if k not in ("worker", "json", "trl_defaults")
+    passed = [x for k, v in vars(a).items() if k not in ("worker", "json", "trl_defaults", "separate_forward")
               for x in (f"--{k.replace('_', '-')}", str(v))]
-    for worker in ("workbench", "trl") + (("trl_defaults",) if a.trl_defaults else ()):
+    extra = (("workbench_separate",) if a.separate_forward else ()) + (("trl_defaults",) if a.trl_defaults else ())
+    for worker in ("workbench", "trl") + extra:
         proc = subprocess.run([sys.executable, __file__, "--worker", worker, *passed], capture_output=True, text=True,
                               env=env)
         if proc.returncode != 0:
@@ -223,7 +233,8 @@ def main() -> None:
           f"ratio at equal precision: {results['precision']}")
     print(f"{'':<26} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
           f"{'update tok/s':>13} {'peak MB':>8}")
-    labels = {"workbench": "workbench", "trl": "trl", "trl_defaults": "trl, its defaults (extra)"}
+    labels = {"workbench": "workbench", "trl": "trl", "workbench_separate": "wb, own fwd (extra)",
+              "trl_defaults": "trl, its defaults (extra)"}
     for name in labels:
         if name in results:
             r = results[name]

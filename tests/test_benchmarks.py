@@ -36,9 +36,9 @@ def test_gpu_check_script_runs_both_backends_on_a_tiny_config():
 
 def test_trl_comparison_runs_side_by_side_at_equal_precision():
     out = _run(["benchmarks/vs_trl.py", "--steps", "5", "--warmup", "1", "--prompts", "4", "--group", "2",
-                "--max-new-tokens", "6", "--threads", "1", "--json"])
+                "--max-new-tokens", "6", "--threads", "1", "--separate-forward", "--json"])
     report = json.loads(out)
-    for tool in ("workbench", "trl"):
+    for tool in ("workbench", "trl", "workbench_separate"):
         r = report[tool]
         assert r["step_s"] > 0 and r["rollout_tok_s"] > 0 and r["update_tok_s"] > 0 and r["peak_rss_mb"] > 0
         assert 0 < r["tokens_per_step"] <= 4 * 2 * 6
@@ -47,6 +47,8 @@ def test_trl_comparison_runs_side_by_side_at_equal_precision():
     assert report["precision"] == "float32" and report["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert report["ratio_step_time"] == report["workbench"]["step_s"] / report["trl"]["step_s"]
     assert "trl_defaults" not in report                            # the extra row only on request
+    assert report["workbench"]["update_forward"].startswith("through the rollout")
+    assert report["workbench_separate"]["update_forward"] == "its own training forward"
 
 
 def test_scaling_quick_runs_both_tools_on_a_random_byte_level_model(tmp_path):
