@@ -8,7 +8,12 @@ Both sides run the same short runs (the embedded model, B = 4, G = 4, seed 3) th
 ``perf/``) are left out, everything else must be identical (not close: identical). The
 cases cover the on-policy update (grpo), several updates with token calibrations, a KL and
 an entropy term (clip_cov), the |log rho| penalty (kl_cov) and off-policy sampling with a
-sampling calibration (iac_dlc). The earlier commit is exported with ``git archive`` into a
+sampling calibration (iac_dlc), and two runs that evaluate after every step (held-out and
+seen splits) while switching strategy iac_dlc -> grpo -> iac_dlc, one of them stopped and
+resumed from its checkpoint before the switch back (the memory network's state then comes
+from the checkpoint). For those, every evaluation's summary (base and policy: eval/,
+collapse/, boundary/, sharpen/ keys) and per-problem rows, the bank of base modes and the
+strategy events are compared too. The earlier commit is exported with ``git archive`` into a
 temporary folder; nothing in the working tree is touched. Exit status 1 on any difference.
 """
 
@@ -24,12 +29,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: evaluation after every step on the held-out split and a seen split (collapse, boundary, sharpen keys)
+EVAL = {"eval.every": 1, "eval.n": 4, "eval.max_problems": 3, "eval.seen_problems": 2}
+#: before step s: switch to (strategy, params)
+SWITCH = {"2": ["grpo", {}], "3": ["iac_dlc", {}]}
+
 CASES = {
     "grpo": {},
     "clip_cov, 2 updates, KL and entropy": {"strategy": "clip_cov", "optim.updates_per_batch": 2,
                                             "loss.kl_coef": 0.05, "loss.entropy_coef": 0.01},
     "kl_cov": {"strategy": "kl_cov"},
     "iac_dlc (off-policy sampling)": {"strategy": "iac_dlc"},
+    "evaluations, switch iac_dlc -> grpo -> iac_dlc": {"strategy": "iac_dlc", **EVAL, "switch": SWITCH},
+    "evaluations, switch, resume before the switch back": {"strategy": "iac_dlc", **EVAL, "switch": SWITCH,
+                                                           "checkpoint_every": 1, "resume_at": 3},
 }
 
 RUN = """
@@ -39,14 +52,31 @@ from workbench.store import RunStore
 cases, steps = json.loads(sys.argv[1]), int(sys.argv[2])
 out = {}
 for name, kw in cases.items():
+    kw = dict(kw)
+    switch, resume_at = {int(k): v for k, v in kw.pop("switch", {}).items()}, kw.pop("resume_at", None)
     with tempfile.TemporaryDirectory() as ws:
         sess = Session(workspace=ws, steps=steps, seed=3, **{"rollout.prompts_per_step": 4, "rollout.group_size": 4,
                        "eval.every": 0, "eval.n": 1, "eval.max_problems": 2, "eval.seen_problems": 0,
                        "checkpoint_every": 0, **kw})
-        for _ in range(steps):
+        for s in range(1, steps + 1):
+            if s == resume_at:
+                sess.close()
+                sess = Session.resume(sess.run_id, workspace=ws)
+            if s in switch:
+                sess.set_strategy(switch[s][0], **switch[s][1])
             sess.step()
-        rows = RunStore(ws).scalars(sess.run_id)
-        out[name] = {str(k): v for k, v in rows.items() if not str(k).startswith(("time/", "perf/"))}
+        store = RunStore(ws)
+        rows = store.scalars(sess.run_id)
+        got = {str(k): v for k, v in rows.items() if not str(k).startswith(("time/", "perf/"))}
+        for ev in store.evaluations(sess.run_id):
+            where = f"evaluation {ev['label']} {ev['split']} step {ev['step']}"
+            got.update({f"{where}: {k}": v for k, v in ev["summary"].items()})
+            got[f"{where}: problems"] = store.eval_problems(sess.run_id, ev["eval_id"])
+        if store.evaluations(sess.run_id):
+            got["bank"] = store.bank(sess.run_id)
+        got["strategy events"] = [(e["step"], e["payload"]) for e in store.events(sess.run_id, kind="strategy")]
+        out[name] = got
+        sess.close()
 print(json.dumps(out, sort_keys=True))
 """
 
@@ -77,7 +107,7 @@ def main() -> None:
     n = sum(len(v) for v in after.values())
     for d in diffs:
         print("differs:", *d)
-    print(f"{len(CASES)} runs x {a.steps} steps, {n} scalar series compared with {a.against}: "
+    print(f"{len(CASES)} runs x {a.steps} steps, {n} series compared with {a.against}: "
           f"{'identical' if not diffs else f'{len(diffs)} differ'}")
     sys.exit(1 if diffs else 0)
 

@@ -124,7 +124,9 @@ def install(phase: str, variant: str, nth: int) -> None:
 
         ck.os = _Os()
     elif phase == "evaluation" and variant == "compute":
-        real_eval = session_mod.Session._evaluate_split
+        from workbench.evaluation import Evaluator
+
+        real_eval = Evaluator.evaluate_split
 
         def evaluate_split(self, *a, **kw):
             out = real_eval(self, *a, **kw)
@@ -132,7 +134,7 @@ def install(phase: str, variant: str, nth: int) -> None:
                 _die()
             return out
 
-        session_mod.Session._evaluate_split = evaluate_split
+        Evaluator.evaluate_split = evaluate_split
     elif phase == "evaluation":
         real_write_eval = _evals.EvalsMixin.write_evaluation
 

@@ -205,7 +205,7 @@ def test_failed_base_evaluation_marks_the_run_failed(tmp_path, monkeypatch):
     def broken(*a, **kw):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(sess, "_evaluate_split", broken)
+    monkeypatch.setattr(sess.evaluator, "evaluate_split", broken)
     with pytest.raises(RuntimeError):
         sess.ensure_base()
     store = RunStore(tmp_path)

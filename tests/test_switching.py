@@ -106,3 +106,57 @@ def test_a_parameter_named_like_an_argument_is_a_clear_error(tmp_path):
     names = str(err.value).split("valid strategy names: ", 1)[1].split(".", 1)[0].split(", ")
     assert len(names) == len(set(names)) and "grpo" in names                    # each name once
     sess.close()
+
+
+# -- the roster on its own (no Session) ----------------------------------------------------
+CONTEXT = {"vocab_size": 12, "pad_id": 0, "device": "cpu"}
+
+
+def _trained(sampler) -> None:
+    """Make a memory's state differ from a fresh one's."""
+    import torch
+
+    with torch.no_grad():
+        sampler.model.out.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(5))
+    sampler.buffer.extend([([3, 4], [5, 2]), ([7], [8])])
+    sampler.updates = 7
+
+
+def test_roster_switch_back_restores_the_state_object():
+    from workbench.strategies.switching import StrategyRoster
+
+    roster = StrategyRoster("iac_dlc", seed=3)
+    memory = roster.sampler(CONTEXT)
+    assert memory is roster.current.state["memory"] and roster.sampler(CONTEXT) is memory   # created once
+    _trained(memory)
+    assert roster.switch("grpo") is roster.current and roster.current.name == "grpo"
+    assert roster.sampler(CONTEXT) is None and not roster.current.state
+    assert set(roster.state_dicts()) == {"iac_dlc"}              # a kept strategy's state goes into checkpoints
+    roster.switch("iac_dlc", {"memory.mu": 0.5})                 # A -> B -> A, with new parameters
+    assert roster.current.state["memory"] is memory and roster.sampler(CONTEXT) is memory
+    assert memory.params.mu == 0.5 and memory.updates == 7
+
+
+def test_roster_restores_checkpoint_state_when_the_strategy_first_samples():
+    import torch
+
+    from workbench.strategies.switching import StrategyRoster
+
+    first = StrategyRoster("iac_dlc", seed=3)
+    _trained(first.sampler(CONTEXT))
+    first.switch("grpo")
+    saved = first.state_dicts()
+
+    back = StrategyRoster("iac_dlc", seed=3)                     # the run's config; the checkpoint says grpo
+    back.restore(saved, "grpo", {})
+    assert back.current.name == "grpo" and back.state_dicts().keys() == saved.keys()   # unclaimed: kept for the next
+    back.switch("iac_dlc")
+    memory = back.sampler(CONTEXT)                               # claims the saved state
+    assert memory.updates == 7 and len(memory.buffer) == 2
+    assert torch.equal(memory.model.out.weight, first._kept["iac_dlc"].state["memory"].model.out.weight)
+    fresh = StrategyRoster("iac_dlc", seed=3).sampler(CONTEXT)
+    assert not torch.equal(memory.model.out.weight, fresh.model.out.weight) and fresh.updates == 0
+
+    only_state = StrategyRoster("grpo", seed=3)
+    only_state.restore({}, None)                                 # an old checkpoint without "strategy"
+    assert only_state.current.name == "grpo" and only_state.state_dicts() == {}

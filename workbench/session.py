@@ -23,28 +23,24 @@ import torch
 from workbench.checkpoint import copy_adapter, read_checkpoint, remove_partial, write_checkpoint
 from workbench.config import RunConfig
 from workbench.errors import CheckpointError, ConfigError, TrainingError, WorkbenchError
-from workbench.evaluation import EvalResult, evaluate_model
+from workbench.evaluation import Evaluator
 from workbench.metrics import (
     SuccessHistory,
     advantage_stats,
     approx_kl,
-    boundary_summary,
-    collapse_summary,
     group_split,
     logprob_advantage_cov,
     masked_mean,
-    matched_collapse,
     mode_stats,
-    oversharpening_summary,
-    sequence_logprobs,
 )
 from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.models.memory import check_session as check_memory
-from workbench.rollout import rollout_from_texts, sample, sampling_graph_bytes, token_logprobs
+from workbench.rollout import sample, sampling_graph_bytes, token_logprobs
 from workbench.store import COMMANDS, RunStore, check_command
-from workbench.strategies.base import GroupBatch, Strategy, build_strategy
+from workbench.strategies.base import GroupBatch, Strategy
 from workbench.strategies import pieces as _pieces  # noqa: F401  (registers the implementations)
+from workbench.strategies.switching import StrategyRoster
 from workbench.tasks import get_task
 from workbench.seeding import row_seed
 from workbench.trackers import Mirror, parse_report_to
@@ -85,9 +81,7 @@ class Session:
             rng = random.Random(row_seed(cfg.seed, "seen"))
             k = min(cfg.eval.seen_problems, len(self.train_problems))
             self.eval_sets["seen"] = sorted(rng.sample(self.train_problems, k), key=lambda p: p.id)
-        self.strategy = build_strategy(cfg.strategy, cfg.strategy_params)
-        self._strategies: dict[str, Strategy] = {}      # strategies switched away from, with their state
-        self._pending_state: dict[str, dict] = {}       # strategy states read from a checkpoint
+        self.roster = StrategyRoster(cfg.strategy, cfg.strategy_params, seed=cfg.seed)   # switching, per-strategy state
 
         model, self.tokenizer, self.model_info = load_model_and_tokenizer(cfg.model)
         self.model = add_lora(model, cfg.lora, seed=cfg.seed)
@@ -102,8 +96,6 @@ class Session:
         self._prompt_cache: dict[str, list[int]] = {}
         self.history = SuccessHistory()
         self.step_count = 0
-        self.base: dict[str, dict[str, dict]] = {}     # split -> problem id -> base eval row
-        self._bank: dict[str, list[dict]] = {}         # split -> banked base modes
         self.paused = False
         self.stopped = False
         self._steps_allowed: int | None = None          # "step N" while paused
@@ -127,6 +119,20 @@ class Session:
         # report_to: a copy of every step's scalars and evaluation summary for trackio/tensorboard/wandb
         self.trackers = Mirror(parse_report_to(cfg.report_to), self.run_id, self.resolved_config(), self.store.root,
                                on_event=self.task.on_event)
+        # the base model's results and banked modes, and each policy evaluation compared with them
+        self.evaluator = Evaluator(self.task, self.tokenizer, self.eval_sets, cfg, max_new_tokens=self.max_new_tokens,
+                                   use_chat=self.use_chat, device=self.device, prompt_ids=self._prompt_ids,
+                                   store=self.store, run_id=self.run_id, trackers=self.trackers)
+
+    @property
+    def strategy(self) -> Strategy:
+        """The strategy in force."""
+        return self.roster.current
+
+    @property
+    def base(self) -> dict[str, dict[str, dict]]:
+        """The base model's evaluation rows: split -> problem id -> row (empty before ``ensure_base``)."""
+        return self.evaluator.base
 
     # ------------------------------------------------------------------ public API
     def resolved_config(self) -> dict:
@@ -184,8 +190,9 @@ class Session:
             store.add_event(run_id, sess.step_count, "warning", {
                 "message": f"removed {len(removed)} half-written checkpoint folder(s) of a stopped process: "
                            + ", ".join(p.name for p in removed)})
-        sess._load_base_from_store()
-        sess._note_existing_evaluation()
+        sess.evaluator.load_base()
+        if sess.evaluator.complete_at(sess.step_count):   # no duplicate at the end of the run
+            sess._last_eval_step = sess.step_count
         if switch is not None:  # the checkpoint restored the old strategy; switch at this boundary
             sess.set_strategy(switch[0], **switch[1])
         if cfg.to_dict() != cfg_dict:
@@ -262,7 +269,8 @@ class Session:
         prompts = self._prompt_ids(problems)
         rows = [prompts[b] for b in range(B) for _ in range(G)]                   # [N]
         seeds = [row_seed(cfg.seed, "train", s, problems[b].id, g) for b in range(B) for g in range(G)]
-        sampler = self._sampler()
+        sampler = self.roster.sampler({"vocab_size": int(self.model.get_input_embeddings().num_embeddings),
+                                       "pad_id": self.tokenizer.pad_token_id, "device": self.device})
         loss_cfg = self._loss_settings()
         reuse = sampler is None and self._reuse_forward(prompts)
         self.model.eval()
@@ -399,127 +407,31 @@ class Session:
     # ------------------------------------------------------------------ evaluation
     def ensure_base(self) -> None:
         """Evaluate the base model (adapter disabled) once, at step 0, and bank its modes."""
-        if len(self.base) == len(self.eval_sets):
+        todo = self.evaluator.base_todo()
+        if not todo:
             return
-        self._load_base_from_store()
-        todo = [split for split in self.eval_sets if split not in self.base]
         try:
-            for split in todo:
-                with self.model.disable_adapter():
-                    res = self._evaluate_split(split, self.model)
-                    bank = self._bank_modes(split, res)
-                self.base[split] = {p["problem_id"]: p for p in res.problems}
-                self._bank[split] = bank
-                summary = dict(res.summary)
-                if bank:
-                    summary["sharpen/num_banked"] = float(len(bank))
-                self.store.write_bank(self.run_id, [{**b, "problem_id": f"{split}:{b['problem_id']}"} for b in bank])
-                self.store.write_evaluation(self.run_id, 0, "base", split, summary, res.problems, res.samples)
-                self.trackers.log_evaluation(0, "base", split, summary)
+            with self.model.disable_adapter():
+                self.evaluator.evaluate_base(self.model, todo)
         except Exception as exc:
             self._record_failure(exc, "the base model's evaluation failed")
             raise
-        if todo:
-            self.store.add_event(self.run_id, 0, "evaluation", {"label": "base"})
 
     def evaluate(self) -> dict[str, float]:
         """Evaluate the current policy on every evaluation split; store and return the
         summary (eval/, collapse/, boundary/, sharpen/ keys; 'seen' split keys prefixed)."""
         self.ensure_base()
-        merged: dict[str, float] = {}
-        for split in self.eval_sets:
-            with self.fast.frozen():
-                res = self._evaluate_split(split, self.fast)
-            summary = dict(res.summary)
-            base = self.base.get(split, {})
-            base_rows = [base.get(p["problem_id"]) for p in res.problems]
-            rows_now = [p for p, b in zip(res.problems, base_rows) if b is not None]
-            rows_base = [b for b in base_rows if b is not None]
-            collapse = [matched_collapse(p, b) for p, b in zip(rows_now, rows_base)]   # matched-m index per problem
-            summary.update(collapse_summary(rows_now, rows_base, collapse))
-            for p, rec in zip(rows_now, collapse):
-                p.update(rec)                   # collapse_index (clipped; the heatmap's), _raw, collapse_m
-            k_big = max(k for k in res.pass_at_k())
-            summary.update(boundary_summary({pid: (r["n"], r["c"]) for pid, r in base.items()},
-                                            {p["problem_id"]: (p["n"], p["c"]) for p in res.problems}, k_big,
-                                            report_k=self.config.eval.resolved_boundary_k()))
-            for p, b in zip(res.problems, base_rows):
-                if b is not None:
-                    p["base_c"] = b["c"]
-            bank = self._bank.get(split) or []
-            if bank:
-                with self.fast.frozen():
-                    logp_now = self._bank_logprobs(split, bank, self.fast)
-                ids = [b["problem_id"] for b in bank]
-                summary.update(oversharpening_summary(ids, logp_now, [b["ref_logprob"] for b in bank]))
-                per_pid: dict[str, list[float]] = {}
-                for b, lp in zip(bank, logp_now):
-                    per_pid.setdefault(b["problem_id"], []).append(float(lp - b["ref_logprob"]))
-                for p in res.problems:
-                    if p["problem_id"] in per_pid:
-                        p["bank_logratios"] = per_pid[p["problem_id"]]
-            summary = {k: (float("nan") if v is None else float(v)) for k, v in summary.items()}
-            self.store.write_evaluation(self.run_id, self.step_count, "policy", split, summary, res.problems, res.samples)
-            self.trackers.log_evaluation(self.step_count, "policy", split, summary)
-            prefix = "" if split == "eval" else f"{split}/"
-            merged.update({prefix + k: v for k, v in summary.items()})
-        self.store.add_event(self.run_id, self.step_count, "evaluation", {"label": "policy"})
+        with self.fast.frozen():
+            merged = self.evaluator.evaluate_policy(self.fast, self.step_count)
         self._last_eval_step = self.step_count
         return merged
-
-    def _evaluate_split(self, split: str, model) -> EvalResult:
-        e = self.config.eval
-        return evaluate_model(model, self.tokenizer, self.task, self.eval_sets[split], n=e.n, ks=e.ks or None,
-                              seed=e.seed, temperature=e.temperature, max_new_tokens=self.max_new_tokens,
-                              chunk_size=self.config.rollout.chunk_size, use_chat=self.use_chat,
-                              samples_kept=e.samples_kept)
-
-    def _bank_modes(self, split: str, res: EvalResult) -> list[dict]:
-        """Distinct correct base completions (at most bank_cap per problem) with their
-        exact reference log-prob (teacher-forced, adapter disabled by the caller)."""
-        cap = self.config.eval.bank_cap
-        bank = [{"problem_id": pid, "mode_key": key, "completion": text}
-                for pid, ex in res.examples.items() for key, text in list(ex.items())[:cap]]
-        if bank:
-            for b, lp in zip(bank, self._bank_logprobs(split, bank, self.model)):
-                b["ref_logprob"] = float(lp)
-        return bank
-
-    @torch.no_grad()
-    def _bank_logprobs(self, split: str, bank: list[dict], model) -> list[float]:
-        by_id = {p.id: p for p in self.eval_sets[split]}
-        out: list[float] = []
-        chunk = self.config.rollout.chunk_size
-        for start in range(0, len(bank), chunk):
-            part = bank[start : start + chunk]
-            prompts = self._prompt_ids([by_id[b["problem_id"]] for b in part])
-            ro = rollout_from_texts(self.tokenizer, prompts, [b["completion"] for b in part]).to(self.device)
-            logp, _ = token_logprobs(model, ro, 1.0)
-            out.extend(sequence_logprobs(logp, ro.completion_mask).tolist())
-        return out
-
-    def _load_base_from_store(self) -> None:
-        evs = self.store.evaluations(self.run_id, label="base")
-        if not evs:
-            return
-        bank = self.store.bank(self.run_id)
-        for ev in evs:
-            self.base[ev["split"]] = {p["problem_id"]: p for p in self.store.eval_problems(self.run_id, ev["eval_id"])}
-            prefix = f"{ev['split']}:"
-            self._bank[ev["split"]] = [{**b, "problem_id": b["problem_id"][len(prefix):]}
-                                       for b in bank if b["problem_id"].startswith(prefix)]
 
     # ------------------------------------------------------------------ control
     def set_strategy(self, spec: str, /, **params: Any) -> None:
         """Switch strategy at the next step boundary (recorded as an event at the current
         step). Per-problem history stays with the session; a strategy's own state (the
         memory network) is kept and restored when the same strategy is switched back to."""
-        new = build_strategy(spec, params)
-        self._strategies[self.strategy.name] = self.strategy
-        old = self._strategies.get(spec)
-        if old is not None:
-            new.state = old.state
-        self.strategy = new
+        self.roster.switch(spec, params)
         self.config.strategy, self.config.strategy_params = spec, dict(params)
         self.store.set_strategy(self.run_id, spec)
         self.store.add_event(self.run_id, self.step_count, "strategy", self.strategy.describe())
@@ -582,7 +494,7 @@ class Session:
         state = {"step": self.step_count, "history": self.history.to_json(), "strategy": self.config.strategy,
                  "strategy_params": self.config.strategy_params, "paused": self.paused}
         try:
-            write_checkpoint(final, self.model, self.optimizer, self._strategy_states(), state)
+            write_checkpoint(final, self.model, self.optimizer, self.roster.state_dicts(), state)
         except CheckpointError as exc:
             msg = f"run {self.run_id}, step {self.step_count}: {exc}"
             self.store.add_event(self.run_id, self.step_count, "error", {"message": msg})
@@ -631,18 +543,6 @@ class Session:
                                         f"step 0; steps 1..{last_step} are computed again with the same seeds"]
         return None
 
-    def _note_existing_evaluation(self) -> None:
-        """After a resume: a policy evaluation already stored at the resumed step counts
-        (no duplicate at the end of the run); a partial one (killed between splits) is
-        removed so that it is computed again whole."""
-        evs = [e for e in self.store.evaluations(self.run_id, label="policy") if e["step"] == self.step_count]
-        if not evs:
-            return
-        if {e["split"] for e in evs} >= set(self.eval_sets):
-            self._last_eval_step = self.step_count
-        else:
-            self.store.delete_evaluations(self.run_id, [e["eval_id"] for e in evs])
-
     # ------------------------------------------------------------------ the run's claim and status
     def _hold(self) -> None:
         """Claim the run for this process if it does not hold it (refused while another trains it)."""
@@ -678,40 +578,17 @@ class Session:
         ck = read_checkpoint(path, self.device)
         copy_adapter(self.model, ck.weights, path)
         self.optimizer.load_state_dict(ck.optimizer)
-        self._pending_state = ck.strategy_states
         state = ck.state
         self.history = SuccessHistory.from_json(state["history"])
         self.step_count = int(state["step"])
         self._last_ckpt_step = self.step_count
-        if state.get("strategy"):  # the strategy in force at that step (it may have been switched)
-            self.config.strategy, self.config.strategy_params = state["strategy"], state.get("strategy_params") or {}
-            self.strategy = build_strategy(self.config.strategy, self.config.strategy_params)
+        strategy = state.get("strategy")  # the strategy in force at that step (it may have been switched)
+        if strategy:
+            self.config.strategy, self.config.strategy_params = strategy, state.get("strategy_params") or {}
+        self.roster.restore(ck.strategy_states, strategy, self.config.strategy_params)
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
 
     # ------------------------------------------------------------------ helpers
-    def _sampler(self):
-        """The current strategy's sampling calibration (created on first use, restored
-        from a checkpoint's state when there is one)."""
-        strat = self.strategy
-        if strat.sampling is None:
-            return None
-        fresh = strat.sampling[0].name not in strat.state
-        sampler = strat.sampler({"vocab_size": int(self.model.get_input_embeddings().num_embeddings),
-                                 "pad_id": self.tokenizer.pad_token_id, "device": self.device,
-                                 "seed": row_seed(self.config.seed, "sampler", strat.name)})
-        pending = self._pending_state.get(strat.name, {}).pop(strat.sampling[0].name, None)
-        if fresh and pending is not None:
-            sampler.load_state_dict(pending)
-        return sampler
-
-    def _strategy_states(self) -> dict[str, dict]:
-        """{strategy name: {piece: state_dict}} of every strategy with state, for checkpoints."""
-        out: dict[str, dict] = {k: dict(v) for k, v in self._pending_state.items() if v}
-        for strat in [*self._strategies.values(), self.strategy]:
-            for piece, obj in strat.state.items():
-                out.setdefault(strat.name, {})[piece] = obj.state_dict()
-        return out
-
     def _reuse_forward(self, prompts: list[list[int]]) -> bool:
         """Whether this step's first update back-propagates through the rollout (see
         ``rollout.reuse_forward_mb``): on-policy sampling through the merged-LoRA forward, and
