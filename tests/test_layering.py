@@ -1,10 +1,12 @@
 """Layering: the low layers (models, metrics, losses, keys, seeding, errors, paths) never
 import the layers built on them. An import that runs back up makes a cycle waiting to happen
-and drags the whole engine into code that should load on its own."""
+and drags the whole engine into code that should load on its own. And the quantities that
+``workbench.metrics`` defines are computed there, not retyped where they are used."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,22 @@ def test_the_scan_sees_every_kind_of_import(tmp_path):
 def test_low_layers_do_not_import_upward(path):
     upward = sorted(m for m in imported_modules(path) if _is_high(m))
     assert not upward, f"{path.relative_to(ROOT)} imports {upward}: move the code that needs them up a layer"
+
+
+# the expressions that computed a full-distribution entropy or KL (p * log p with p =
+# exp(log p), softmax(x) * x) or a log-ratio of log-probs (logp - old_logp, exp of it)
+RETYPED = {
+    "p log p (distribution_entropy / distribution_kl)": (r"\.exp\(\)\s*\*|\*\s*[\w.]+\.exp\(\)|softmax\([^)]*\)\s*\*"
+                                                         r"|\b(?:p|probs?)\s*\*\s*[\w.]*(?:logp|scores)"),
+    "log-prob difference (log_ratio / importance_ratio)": r"\b[\w.]*logp\w*(?:\.detach\(\))?\s*-\s*[\w.]*logp",
+}
+
+
+def test_entropy_kl_and_log_ratio_are_computed_in_metrics_only():
+    found = [f"{p.relative_to(ROOT)}:{i}: {what}: {line.strip()}"
+             for p in [*sorted(PKG.rglob("*.py")), *sorted((ROOT / "ui").rglob("*.py"))]
+             if (PKG / "metrics") not in p.parents
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             for what, pattern in RETYPED.items()
+             if re.search(pattern, line.split("#", 1)[0])]
+    assert not found, "use the helpers in workbench.metrics:\n" + "\n".join(found)
