@@ -107,6 +107,76 @@ def test_token_entropy_uniform_onehot_and_masked_vocab():
     assert M.token_entropy(torch.zeros(2, 5, dtype=torch.bfloat16)).dtype == torch.float32
 
 
+def _logits_with_masked_vocab():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 4, 9, generator=g, dtype=torch.float64) * 2   # [N, T, V]
+    logits[0, :, 2:5] = -math.inf                                         # a masked vocabulary
+    logits[2, 1, 0] = -math.inf
+    return logits
+
+
+def test_distribution_entropy_forms_agree_with_a_loop():
+    """Log-probs, log-probs with their exp, and scores with their logsumexp are the same
+    entropy; masked entries count 0; ``token_entropy`` is that entropy of the logits."""
+    logits = _logits_with_masked_vocab()
+    logp = torch.log_softmax(logits, -1)
+    lse = torch.logsumexp(logits, -1)
+    want = torch.tensor([[-sum(math.exp(v) * v for v in row if v > -math.inf) for row in mat] for mat in logp.tolist()],
+                        dtype=torch.float64)                                # [N, T]
+    for got in (M.distribution_entropy(logp), M.distribution_entropy(logp, probs=logp.exp()),
+                M.distribution_entropy(logits, lse=lse), M.token_entropy(logits)):
+        assert got.shape == (3, 4) and torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert float(M.distribution_entropy(logp[0, 0])) < math.log(9 - 3) + 1e-12 < math.log(9)   # 6 live entries
+
+
+def test_distribution_entropy_gradient_from_scores_skips_masked_entries():
+    """The scores form (the training forward's) differentiates through a masked vocabulary
+    as if the masked entries were not there."""
+    logits = _logits_with_masked_vocab()[0, 0].clone().requires_grad_(True)      # [V], 3 entries -inf
+    M.distribution_entropy(logits, lse=torch.logsumexp(logits, -1)).backward()
+    live = logits.detach() > -math.inf
+    sub = logits.detach()[live].clone().requires_grad_(True)
+    lp = torch.log_softmax(sub, -1)
+    (-(lp.exp() * lp).sum()).backward()                                             # the unmasked vocabulary alone
+    assert torch.isfinite(logits.grad).all() and (logits.grad[~live] == 0).all()
+    torch.testing.assert_close(logits.grad[live], sub.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_distribution_entropy_nan_handling():
+    """``masked_vocab=False`` (finite log-probs by construction) lets a diverged policy's NaN
+    show; the masked-vocabulary guard zeroes it; ``token_entropy`` keeps a row with no
+    distribution (all -inf) NaN."""
+    logp = torch.log_softmax(torch.tensor([[0.0, 1.0, 2.0], [float("nan"), 0.0, 0.0]]), -1)
+    plain = M.distribution_entropy(logp, masked_vocab=False)
+    assert math.isfinite(plain[0]) and math.isnan(plain[1])
+    assert float(M.distribution_entropy(logp)[1]) == 0.0
+    assert float(plain[0]) == float(M.distribution_entropy(logp)[0])
+    h = M.token_entropy(torch.tensor([[0.0, 0.0], [-math.inf, -math.inf]]))
+    assert h[0] == pytest.approx(LN2) and math.isnan(h[1])
+
+
+def test_distribution_kl_against_a_loop():
+    logits = _logits_with_masked_vocab()
+    lq = torch.log_softmax(logits, -1)                                             # has -inf entries
+    lp = torch.log_softmax(torch.randn(3, 4, 9, generator=torch.Generator().manual_seed(6), dtype=torch.float64), -1)
+    got = M.distribution_kl(lq, lp)                                                # KL(q || p)
+    want = torch.tensor([[sum(math.exp(a) * (a - b) for a, b in zip(ra, rb) if a > -math.inf)
+                          for ra, rb in zip(ma, mb)] for ma, mb in zip(lq.tolist(), lp.tolist())], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert (got > 0).all() and (M.distribution_kl(lp, lp) == 0).all()
+
+
+def test_log_ratio_and_importance_ratio():
+    logp = torch.tensor([math.log(0.5), math.log(0.2)], requires_grad=True)
+    old = torch.tensor([math.log(0.25), math.log(0.4)])
+    ratio, lr = M.importance_ratio(logp, old)
+    torch.testing.assert_close(ratio.detach(), torch.tensor([2.0, 0.5]))
+    assert torch.equal(lr, M.log_ratio(logp, old)) and lr[0] > 0 > lr[1]           # new minus old
+    ratio.sum().backward()
+    torch.testing.assert_close(logp.grad, ratio.detach())                           # d rho / d log pi = rho
+
+
 def test_masked_mean():
     x = torch.tensor([[1.0, 2.0, math.nan], [4.0, -math.inf, 6.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])

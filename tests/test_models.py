@@ -67,19 +67,25 @@ def test_dataset_backed_task_trains_on_a_random_weight_model(random_model_dir, t
     assert sess.store.get_run(sess.run_id)["config"]["resolved"]["model"]["local"] is True
 
 
-def test_merged_lora_forward_matches_peft_and_leaves_the_base_alone(random_model_dir):
-    from workbench.models.fast_lora import MergedLoRA
-
+def _adapted_random_model(random_model_dir):
+    """The random model with a rank-4 adapter whose B is not zero (so the adapter changes
+    the output), and two encoded prompts [2, L]."""
     model, tok, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))
     pm = add_lora(model, LoraConfig(rank=4))
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.05)
+    return pm, torch.tensor([tok("N=040:3+37")["input_ids"], tok("N=012:5+7<")["input_ids"]])
+
+
+def test_merged_lora_forward_matches_peft_and_leaves_the_base_alone(random_model_dir):
+    from workbench.models.fast_lora import MergedLoRA
+
+    pm, x = _adapted_random_model(random_model_dir)
     base_before = {n: p.detach().clone() for n, p in pm.named_parameters() if not p.requires_grad}
     fast = MergedLoRA(pm)
     assert fast.usable and len(fast.layers) > 0
-    x = torch.tensor([tok("N=040:3+37")["input_ids"], tok("N=012:5+7<")["input_ids"]])
 
     def grads(fn):
         pm.zero_grad()
@@ -111,15 +117,9 @@ def test_merged_lora_training_forward_gives_peft_gradients_through_the_rank_r_pa
     from workbench.models import fast_lora
     from workbench.models.fast_lora import MergedLoRA
 
-    model, tok, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(random_model_dir)))
-    pm = add_lora(model, LoraConfig(rank=4))
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+    pm, x = _adapted_random_model(random_model_dir)
     fast = MergedLoRA(pm)
     assert fast._rank_grads
-    x = torch.tensor([tok("N=040:3+37")["input_ids"], tok("N=012:5+7<")["input_ids"]])
     calls = []
     real = fast_lora._LoRAMerged.backward
 

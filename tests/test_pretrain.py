@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from workbench.models.pretrain import PretrainConfig, pretrain
+from workbench.pretrain import PretrainConfig, pretrain
 
 
 def test_small_pretrain_saves_a_loadable_model(tmp_path):

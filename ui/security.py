@@ -34,7 +34,7 @@ from typing import Any
 
 from workbench.config import RunConfig
 from workbench.errors import ConfigError
-from workbench.paths import MODELS_DIR
+from workbench.models.loading import embedded_models  # torch-free; ui.forms imports it from here
 from workbench.tasks import list_tasks
 
 #: Task families a web client may start, with the parameters it may set. ``custom`` is
@@ -64,13 +64,6 @@ ENV_AUTH = "WORKBENCH_DASHBOARD_AUTH"
 
 class PolicyError(ValueError):
     """A request the dashboard refuses; the message says which field and what is allowed."""
-
-
-def embedded_models() -> list[str]:
-    """Names of the models shipped in ``data/models/``."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file())
 
 
 @dataclass(frozen=True)

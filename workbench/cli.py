@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(*names, dest=f"cfg:{dotted}", default=None, metavar=getattr(hint, "__name__", "V").upper(),
                        help=f"{help_text} (default: {shown})")
 
-    from workbench.models.pretrain import PretrainConfig
+    from workbench.pretrain import PretrainConfig
 
     p = sub.add_parser("pretrain", help="build the embedded tiny base model (tokenizer + Llama) from a synthetic task")
     for f in dataclasses.fields(PretrainConfig):
@@ -243,7 +243,7 @@ def _eval_line(summary: dict[str, float]) -> str:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from workbench.models.pretrain import PretrainConfig, pretrain
+    from workbench.pretrain import PretrainConfig, pretrain
 
     kwargs = {k[3:]: v for k, v in vars(args).items() if k.startswith("pt:") and v is not None}
     cfg = PretrainConfig(**kwargs)

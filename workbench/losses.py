@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.metrics.kl import kl_k3
+from workbench.metrics.kl import importance_ratio, kl_k3
 
 
 @dataclass
@@ -72,8 +72,7 @@ def policy_loss(
     abs_logratio_coef: torch.Tensor | None = None,  # [N, T] c_t of an added c_t*|log pi_theta - log pi_old| (KL-Cov)
     extra: torch.Tensor | None = None,         # [N, T] any other per-token loss term
 ) -> LossParts:
-    log_ratio = logp - old_logp                                           # [N, T]
-    ratio = torch.exp(log_ratio)                                          # [N, T]
+    ratio, log_ratio = importance_ratio(logp, old_logp)                   # [N, T] each
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)           # inf eps = no clipping
     pg_tok = -torch.minimum(ratio * adv, clipped * adv)                   # [N, T]
     if unclipped is not None:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from workbench.losses import LossParts, aggregate, clip_active, policy_loss
-from workbench.metrics import approx_kl, clip_fractions, masked_mean
+from workbench.metrics import approx_kl, clip_fractions, importance_ratio, log_ratio, masked_mean
 from workbench.strategies.base import Strategy, TokenBatch, TokenShaping
 
 
@@ -88,7 +88,7 @@ def update(
         if old_logp is None:
             old_logp = logp.detach()
         elif u == 0:      # how far off-policy the samples are, before any update
-            abs_logratio = float(masked_mean((logp.detach() - old_logp).abs(), mask))
+            abs_logratio = float(masked_mean(log_ratio(logp.detach(), old_logp).abs(), mask))
         if u == updates - 1 and statistics:
             kl_old = (torch.tensor([approx_kl(logp.detach(), old_logp, mask)], dtype=torch.float64) if S == 1
                       else approx_kl(logp.detach(), old_logp, mask, blocks=S))
@@ -145,7 +145,7 @@ def _shape_tokens(strategy: Strategy, logp, old_logp, adv, mask, loss: dict, see
                   S: int) -> TokenShaping:
     """The strategy's token calibrations, applied to each block with its own seed (a block's
     choices, e.g. its top fraction of tokens, never see another block)."""
-    clipped = clip_active(torch.exp(logp - old_logp), adv, loss["eps_low"], loss["eps_high"])
+    clipped = clip_active(importance_ratio(logp, old_logp)[0], adv, loss["eps_low"], loss["eps_high"])
     if S == 1:
         gen = torch.Generator().manual_seed(int(seeds[0]))
         return strategy.shape_tokens(TokenBatch(logp, old_logp, adv, mask, gen, clipped))

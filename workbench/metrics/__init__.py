@@ -23,9 +23,9 @@ Conventions:
 
 from workbench.metrics.boundary import boundary_counts, boundary_summary, passk_delta
 from workbench.metrics.clip import clip_fractions
-from workbench.metrics.entropy import logprob_advantage_cov, masked_mean, token_entropy
+from workbench.metrics.entropy import distribution_entropy, logprob_advantage_cov, masked_mean, token_entropy
 from workbench.metrics.groups import SuccessHistory, advantage_stats, group_split
-from workbench.metrics.kl import approx_kl, kl_k3
+from workbench.metrics.kl import approx_kl, distribution_kl, importance_ratio, kl_k3, log_ratio
 from workbench.metrics.modes import (
     collapse_index,
     collapse_record,
@@ -54,10 +54,14 @@ __all__ = [
     "collapse_record",
     "collapse_summary",
     "default_ks",
+    "distribution_entropy",
+    "distribution_kl",
     "expected_distinct",
     "group_split",
+    "importance_ratio",
     "index_from_diversity",
     "kl_k3",
+    "log_ratio",
     "logprob_advantage_cov",
     "masked_mean",
     "matched_collapse",

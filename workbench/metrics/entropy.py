@@ -14,6 +14,35 @@ import torch
 from torch import Tensor
 
 
+def distribution_entropy(x: Tensor, *, lse: Tensor | None = None, probs: Tensor | None = None,
+                         masked_vocab: bool = True) -> Tensor:
+    """Full-distribution entropy −Σ_v π(v) log π(v) over the last axis: [..., V] → [...].
+
+    The one place this quantity is computed (sampler, teacher-forced scoring, simulator,
+    ``token_entropy``), in one of two forms chosen by what the caller holds:
+
+    * ``lse`` None: ``x`` are normalised log-probs log π (e.g. a ``log_softmax``) and
+      H = −Σ π·log π, with ``probs`` = ``x.exp()`` when the caller has it already;
+    * ``lse`` given: ``x`` are unnormalised scores and ``lse`` their ``logsumexp`` [...],
+      and H = lse − Σ softmax(x)·x. A caller that takes the sampled tokens' log-probs as
+      gather − logsumexp (for a large vocabulary, no [..., V] log-prob tensor) gets the
+      entropy from the same two tensors.
+
+    The two forms agree up to float rounding but not bit for bit, so each caller keeps the
+    one it has always used (stored runs stay reproducible). A vocabulary entry with π = 0
+    (a −inf score) contributes 0, the limit of π log π, not NaN; with log-probs,
+    ``masked_vocab=True`` does so by zeroing every NaN term (a NaN entry too), and
+    ``masked_vocab=False`` is for log-probs that are finite by construction (the
+    simulator's policies): no guard, so a diverged policy's NaN shows. With finite inputs
+    both forms are differentiable; with −inf scores only the ``lse`` form is (the masked
+    entries get gradient 0; the log-prob form's gradient is NaN there).
+    """
+    if lse is not None:
+        return lse - (torch.softmax(x, dim=-1) * x.nan_to_num(neginf=0.0)).sum(-1)  # [...]
+    plogp = (x.exp() if probs is None else probs) * x  # [..., V]
+    return -(plogp.nan_to_num() if masked_vocab else plogp).sum(-1)  # [...]
+
+
 def token_entropy(logits: Tensor) -> Tensor:
     """Entropy −Σ_v π(v) log π(v) of softmax(logits) over the last axis: [..., V] → [...].
 
@@ -23,10 +52,7 @@ def token_entropy(logits: Tensor) -> Tensor:
     """
     dtype = torch.promote_types(logits.dtype, torch.float32)
     logp = torch.log_softmax(logits.to(dtype), dim=-1)  # [..., V]
-    p = logp.exp()  # [..., V]
-    plogp = torch.where(p > 0, p * logp, torch.zeros_like(p))  # [..., V]; 0·(−inf) := 0
-    plogp = torch.where(torch.isnan(logp), logp, plogp)  # [..., V]; keep an all −inf row NaN
-    return -plogp.sum(dim=-1)  # [...]
+    return distribution_entropy(logp).masked_fill(torch.isnan(logp).any(-1), float("nan"))  # [...]
 
 
 def masked_mean(x: Tensor, mask: Tensor, blocks: int | None = None) -> Tensor:

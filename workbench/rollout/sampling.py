@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.metrics import distribution_entropy, distribution_kl
+
 #: A logits processor: (input_ids [N, L] so far, scores [N, V]) -> adjusted scores [N, V].
 #: Same call signature as Hugging Face's LogitsProcessor; DLC's memory network plugs in here.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -159,7 +161,7 @@ def _sample(model, prompts, seeds, *, max_new_tokens, eos_id, pad_id, temperatur
         scores = logits.float() / temperature                            # [n, V]
         logp_policy = torch.log_softmax(scores, dim=-1)                  # [n, V]
         with torch.set_grad_enabled(grad and grad_entropy):
-            ent = -(logp_policy.exp() * logp_policy).nan_to_num().sum(-1)  # [n]
+            ent = distribution_entropy(logp_policy)                      # [n]
         if grad:
             keep_graph = logp_policy, ent
             logp_policy, ent = logp_policy.detach(), ent.detach()
@@ -167,7 +169,7 @@ def _sample(model, prompts, seeds, *, max_new_tokens, eos_id, pad_id, temperatur
             for proc in processors:
                 scores = proc(history, scores)
             logp_sample = torch.log_softmax(scores, dim=-1)              # [N, V]
-            kl = (logp_sample.exp() * (logp_sample - logp_policy)).nan_to_num().sum(-1)     # [N]
+            kl = distribution_kl(logp_sample, logp_policy)                                  # [N]
             kls[:, t] = kl.clamp(min=0.0) * active                         # >= 0; rounding can dip below
         else:
             logp_sample = logp_policy
@@ -267,8 +269,7 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entro
     logp = scores.gather(-1, rollout.completion_ids[..., None]).squeeze(-1) - lse  # [N, T]
     ent = None
     if with_entropy:
-        probs = torch.softmax(scores, dim=-1)                                    # [N, T, V]
-        ent = lse - (probs * scores.nan_to_num(neginf=0.0)).sum(-1)              # [N, T]
+        ent = distribution_entropy(scores, lse=lse)                              # [N, T]
     return logp, ent
 
 

@@ -27,7 +27,7 @@ import torch
 from workbench import keys as K
 from workbench.errors import ConfigError
 from workbench.losses import policy_loss
-from workbench.metrics import SuccessHistory, approx_kl, kl_k3
+from workbench.metrics import SuccessHistory, approx_kl, distribution_entropy, kl_k3
 from workbench.seeding import row_seed
 from workbench.sim import policy as pol
 from workbench.sim.policy import one_thread as _one_thread
@@ -171,7 +171,7 @@ class Simulator:
             if loss_cfg["kl_coef"] > 0:
                 extra = extra + weight * first * loss_cfg["kl_coef"] * kl_k3(logp, ref)
             if loss_cfg["entropy_coef"] != 0:
-                h = -(logp_full.exp() * logp_full).sum(-1)                                      # [R]
+                h = distribution_entropy(logp_full, masked_vocab=False)                     # [R]
                 h = h[:, None].expand(R, M).reshape(R * M, 1)
                 extra = extra - weight * first * loss_cfg["entropy_coef"] * h
             parts = policy_loss(logp, old, adv, mask, eps_low=loss_cfg["eps_low"], eps_high=loss_cfg["eps_high"],
@@ -446,7 +446,7 @@ def sampled_step(sims: list[Simulator], a: torch.Tensor, shared: torch.Tensor, s
                          for i, sim in enumerate(sims)])                                       # [S, B, G]
     rewards = stack.rewards.gather(1, idx).gather(2, modes)                                     # [S, B, G]
     correct = stack.correct.gather(1, idx).gather(2, modes)                                     # [S, B, G]
-    ent_b = -(probs * logp_all).sum(-1)                                                         # [S, B]
+    ent_b = distribution_entropy(logp_all, probs=probs, masked_vocab=False)                 # [S, B]
     adv_bg, reward_bg = _advantages(sims, rows, modes, rewards, correct, ent_b, s)              # [S, B, G] each
     adv = adv_bg.double().reshape(-1, 1)                                                        # [S*N, 1]
     ref_logp = base_rows.gather(2, modes).reshape(-1, 1)                                        # [S*N, 1]
@@ -460,7 +460,7 @@ def sampled_step(sims: list[Simulator], a: torch.Tensor, shared: torch.Tensor, s
         lf = state["logp_full"]                                                                 # [S, B, M]
         ent = None
         if loss_cfg["entropy_coef"] != 0:
-            ent = -(lf.exp() * lf).sum(-1)[:, :, None].expand(S, B, G).reshape(-1, 1)           # [S*N, 1]
+            ent = distribution_entropy(lf, masked_vocab=False)[:, :, None].expand(S, B, G).reshape(-1, 1)  # [S*N, 1]
         return lf.gather(2, modes).reshape(-1, 1), ent                                          # [S*N, 1]
 
     res = update(forward, adv, mask, strategy=strategy, loss=loss_cfg, updates=updates, max_len=1,
@@ -551,7 +551,7 @@ def _exact_columns(sim: Simulator, a: torch.Tensor, shared: torch.Tensor, stack:
         logp = torch.log_softmax(stack.base + pi.k_private * a + pi.k_shared * shared[:, None, :], -1)   # [S, P, M]
         p = logp.exp()
         succ = (p * stack.correct).sum(-1)                                                      # [S, P]
-        ent = -(p * logp).sum(-1)                                                               # [S, P]
+        ent = distribution_entropy(logp, probs=p, masked_vocab=False)                       # [S, P]
     R = len(sim._train)                        # the training problems are the first R (build_world)
     out = {K.SIM_SUCCESS: succ[:, :R].mean(-1), K.SIM_ENTROPY: ent[:, :R].mean(-1)}
     if R < succ.shape[1]:
