@@ -56,6 +56,16 @@ def _environment() -> dict:
             "threads": torch.get_num_threads()}
 
 
+def _allocator() -> str:
+    from workbench import allocator
+
+    return "freed memory kept (glibc mallopt)" if allocator._done else "the platform's default"
+
+
+#: glibc's environment variables for the workbench's allocator settings (workbench/allocator.py)
+SAME_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+
+
 def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
     """The workbench's own step; ``separate`` turns off back-propagating through the
     rollout (``rollout.reuse_forward_mb = 0``), so the update runs its own training forward."""
@@ -88,6 +98,7 @@ def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
         "rss_before_mb": rss_before,
         "precision": precision,
         "update_forward": "its own training forward" if separate else "through the rollout (on-policy update)",
+        "allocator": _allocator(),
         **_environment(),
     }
 
@@ -167,6 +178,8 @@ def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
         "peak_rss_mb": _peak_rss_mb(),
         "rss_before_mb": rss_before["mb"],
         "precision": f"{weights} + {mixed}" if mixed else weights,
+        "allocator": ("freed memory kept (glibc environment)" if all(os.environ.get(k) == v for k, v in
+                                                                       SAME_ALLOCATOR.items()) else "the platform's default"),
         **_environment(),
     }
 
@@ -187,8 +200,11 @@ def main() -> None:
     ap.add_argument("--separate-forward", action="store_true",
                     help="also run the workbench with its update's own training forward (rollout.reuse_forward_mb=0), "
                          "as an extra row (not in the ratio)")
+    ap.add_argument("--trl-same-allocator", action="store_true",
+                    help="also run TRL with the workbench's allocator settings (glibc keeps freed memory), as an "
+                         "extra row (not in the ratio)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["workbench", "workbench_separate", "trl", "trl_defaults"],
+    ap.add_argument("--worker", choices=["workbench", "workbench_separate", "trl", "trl_defaults", "trl_allocator"],
                     help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -197,7 +213,7 @@ def main() -> None:
 
             torch.set_num_threads(a.threads)
         run = {"workbench": run_workbench, "workbench_separate": lambda a: run_workbench(a, separate=True),
-               "trl": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True)}
+               "trl": run_trl, "trl_allocator": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True)}
         print(json.dumps(run[a.worker](a)))
         return
     if a.steps < 5:
@@ -206,12 +222,14 @@ def main() -> None:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if a.threads:
         env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    passed = [x for k, v in vars(a).items() if k not in ("worker", "json", "trl_defaults", "separate_forward")
+    passed = [x for k, v in vars(a).items()
+              if k not in ("worker", "json", "trl_defaults", "separate_forward", "trl_same_allocator")
               for x in (f"--{k.replace('_', '-')}", str(v))]
-    extra = (("workbench_separate",) if a.separate_forward else ()) + (("trl_defaults",) if a.trl_defaults else ())
+    extra = (("workbench_separate",) if a.separate_forward else ()) + (("trl_defaults",) if a.trl_defaults else ()) \
+        + (("trl_allocator",) if a.trl_same_allocator else ())
     for worker in ("workbench", "trl") + extra:
         proc = subprocess.run([sys.executable, __file__, "--worker", worker, *passed], capture_output=True, text=True,
-                              env=env)
+                              env={**env, **SAME_ALLOCATOR} if worker == "trl_allocator" else env)
         if proc.returncode != 0:
             sys.exit(f"{worker} benchmark failed:\n{proc.stderr[-3000:]}")
         results[worker] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -234,7 +252,7 @@ def main() -> None:
     print(f"{'':<26} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
           f"{'update tok/s':>13} {'peak MB':>8}")
     labels = {"workbench": "workbench", "trl": "trl", "workbench_separate": "wb, own fwd (extra)",
-              "trl_defaults": "trl, its defaults (extra)"}
+              "trl_allocator": "trl, wb's allocator (extra)", "trl_defaults": "trl, its defaults (extra)"}
     for name in labels:
         if name in results:
             r = results[name]
@@ -243,6 +261,7 @@ def main() -> None:
                   f"{r['peak_rss_mb']:>8.0f}")
     print(f"workbench / TRL step time at equal precision ({results['precision']}): {results['ratio_step_time']:.2f} "
           f"(per token: {results['ratio_per_token']:.2f})")
+    print(f"allocator: workbench {wb['allocator']}; TRL {trl['allocator']}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ resumed run recomputes exactly the steps it lost.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -36,6 +37,7 @@ from workbench.metrics import (
 from workbench.models.fast_lora import MergedLoRA
 from workbench.models.loading import add_lora, encode_prompts, load_model_and_tokenizer
 from workbench.models.memory import check_session as check_memory
+from workbench.allocator import keep_freed_memory
 from workbench.rollout import sample, sampling_graph_bytes, token_logprobs
 from workbench.store import COMMANDS, RunStore, check_command
 from workbench.strategies.base import GroupBatch, Strategy
@@ -68,6 +70,7 @@ class Session:
             config = config.override(overrides)
         self.config = config.validate()
         cfg = self.config
+        keep_freed_memory()                             # freed tensors' pages stay in the process (Linux)
         self.store = store or RunStore(cfg.workspace)
         self.task = get_task(cfg.task.name, **cfg.task.params)
         self.train_problems = self.task.load_split(cfg.task.train_split)
@@ -623,7 +626,14 @@ class Session:
         return [self._prompt_cache[p.id] for p in problems]
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self._decode_tuple(tuple(ids))
+
+    @functools.cached_property
+    def _decode_tuple(self):
+        """The tokenizer's decode, remembered for the completions seen most recently (a
+        collapsing policy samples the same few completions over and over)."""
+        return functools.lru_cache(maxsize=1 << 16)(
+            lambda ids: self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def _fail(self, step: int, what: str, remedy: str) -> None:
         msg = (f"{what}. Nothing of step {step} was stored; the store keeps steps 1..{step - 1}. {remedy}; "

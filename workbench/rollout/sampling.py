@@ -123,7 +123,8 @@ def _sample(model, prompts, seeds, *, max_new_tokens, eos_id, pad_id, temperatur
     device = next(model.parameters()).device
     N, T = len(prompts), max_new_tokens
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)                  # [N, P]
-    uniforms = torch.stack([torch.rand(T, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+    gen = torch.Generator()                                              # reseeded per row
+    uniforms = torch.stack([torch.rand(T, generator=gen.manual_seed(s), dtype=torch.float64)
                             for s in seeds])                             # [N, T]
     prompt_ids, prompt_mask, uniforms = prompt_ids.to(device), prompt_mask.to(device), uniforms.to(device)
 
