@@ -48,8 +48,8 @@ def test_freed_memory_is_reused_by_the_next_allocations(tmp_path):
     kept = _probe("direct", tmp_path)
     assert kept["applied"] is True
     pages = 64 * 2**20 / 4096                                         # what one round touches
-    assert plain["faults"] > 0.3 * pages                              # glibc hands the round's memory back
     assert kept["faults"] < 0.1 * pages                               # reused without new faults
+    assert plain["faults"] > 3 * kept["faults"]                       # glibc's own: pages handed back and faulted again
 
 
 def test_the_environment_variable_leaves_glibc_alone(tmp_path):
