@@ -106,14 +106,15 @@ def measure(point: dict, model_dir: str, a: argparse.Namespace) -> dict:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'sweep':<7} {'model':<9} {'params':>7} {'B':>3} {'G':>3} {'T':>4} | {'wb s':>7} {'trl s':>7} "
-            f"{'ratio':>6} | {'wb tok/s':>8} {'trl tok/s':>9} | {'wb MB':>6} {'+MB':>5} {'trl MB':>6} {'+MB':>5}")
+            f"{'ratio':>6} {'upd':>4} | {'wb tok/s':>8} {'trl tok/s':>9} | {'wb MB':>6} {'+MB':>5} {'trl MB':>6} {'+MB':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
         wb, trl = r["workbench"], r["trl"]
         tps = [x["tokens_per_step"] / x["step_s"] for x in (wb, trl)]
         lines.append(
             f"{r['sweep']:<7} {r['model']:<9} {r['params'] / 1e6:>6.1f}M {r['prompts']:>3} {r['group']:>3} "
-            f"{r['max_new_tokens']:>4} | {wb['step_s']:>7.3f} {trl['step_s']:>7.3f} {r['ratio_step_time']:>6.2f} | "
+            f"{r['max_new_tokens']:>4} | {wb['step_s']:>7.3f} {trl['step_s']:>7.3f} {r['ratio_step_time']:>6.2f} "
+            f"{'roll' if wb.get('update_forward', '').startswith('through') else 'own':>4} | "
             f"{tps[0]:>8.0f} {tps[1]:>9.0f} | {wb['peak_rss_mb']:>6.0f} {wb['peak_rss_mb'] - wb['rss_before_mb']:>5.0f} "
             f"{trl['peak_rss_mb']:>6.0f} {trl['peak_rss_mb'] - trl['rss_before_mb']:>5.0f}")
     return "\n".join(lines)
@@ -186,8 +187,9 @@ def main() -> None:
     note = (f"{wb['cpu_capability']}, {a.threads} thread(s) per tool, median of {a.steps} steps after {a.warmup}, "
             "one seed")
     print(f"torch {wb['torch']}; {note}; precision {wb['precision']} for both tools")
-    print("T: max new tokens; tok/s: generated tokens per second of a whole step; MB: peak resident memory, "
-          "+MB: its growth during the steps")
+    print("T: max new tokens; upd: the workbench's first update back-propagated through the rollout (roll) or ran "
+          "its own training forward (own, rollout.reuse_forward_mb exceeded); tok/s: generated tokens per second of a "
+          "whole step; MB: peak resident memory, +MB: its growth during the steps")
     print(table(rows))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))

@@ -97,7 +97,8 @@ def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
         "peak_rss_mb": _peak_rss_mb(),
         "rss_before_mb": rss_before,
         "precision": precision,
-        "update_forward": "its own training forward" if separate else "through the rollout (on-policy update)",
+        "update_forward": ("through the rollout (on-policy update)" if all(r["perf/update_through_rollout"] for r in recs)
+                           else "its own training forward"),
         "allocator": _allocator(),
         **_environment(),
     }

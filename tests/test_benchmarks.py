@@ -62,6 +62,7 @@ def test_scaling_quick_runs_both_tools_on_a_random_byte_level_model(tmp_path):
         assert 0 < r[tool]["tokens_per_step"] <= 2 * 2 * 4 and r[tool]["peak_rss_mb"] >= r[tool]["rss_before_mb"] > 0
     assert r["ratio_step_time"] == r["workbench"]["step_s"] / r["trl"]["step_s"]
     assert "quick" in out and "ratio" in out
+    assert r["workbench"]["update_forward"].startswith("through the rollout") and " roll |" in out
     html = (tmp_path / "scaling.html").read_text()
     assert "Plotly.newPlot" in html and len(html) > 1_000_000 and '<script src="http' not in html  # self-contained
 

@@ -152,10 +152,11 @@ def test_reuse_is_off_when_the_history_exceeds_the_limit(tmp_path, monkeypatch):
     need = sampling_graph_bytes(sess.model, 16, 8, sess.max_new_tokens)      # B*G rows, 8 prompt tokens
     sess.config.rollout.reuse_forward_mb = need // 2**20 + 1
     assert sess._reuse_forward([[1] * 8] * 4)
-    sess.step()
+    on = sess.step()
     sess.config.rollout.reuse_forward_mb = 0
-    sess.step()
+    off = sess.step()
     assert seen == [True, False]
+    assert on["perf/update_through_rollout"] == 1.0 and off["perf/update_through_rollout"] == 0.0
     sess.config.rollout.reuse_forward_mb = need // 2**20 + 1
     sess.max_new_tokens *= 4                 # 16x the history: over the limit, so a training forward again
     assert not sess._reuse_forward([[1] * 8] * 4)

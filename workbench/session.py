@@ -380,6 +380,7 @@ class Session:
             "time/update": t_update - t_reward,
             "perf/rollout_tok_s": N_tok / max(t_rollout - t_start, 1e-9),
             "perf/update_tok_s": upd_tokens / max(t_update - t_reward, 1e-9),
+            "perf/update_through_rollout": float(reuse),   # 1: the first update reused the rollout's forward
         })
         self.history.update(s, batch.problem_ids, c.tolist(), G)
         problem_rows, samples = [], []
