@@ -5,8 +5,11 @@
 Both run on the embedded model and task (two_primes) with identical work: B prompts per
 step, G samples per prompt, the same generation limit, LoRA of the same rank on all
 linear layers, no KL term, one optimiser step per rollout batch, token-mean loss with
-eps = 0.2, and the same precision: float32 weights and matmuls for both (TRL with
-``bf16=False, fp16=False``). Each tool runs in its own subprocess (one after the other, so
+eps = 0.2, the same precision: float32 weights and matmuls for both (TRL with
+``bf16=False, fp16=False``), and no activation checkpointing for either (TRL's default
+``gradient_checkpointing=True`` recomputes every layer's forward during the backward pass,
+work the workbench does not do; ``--trl-checkpointing`` shows TRL with it as an extra
+row). Each tool runs in its own subprocess (one after the other, so
 they do not compete for the cores) and reports the median wall time of a whole training
 step after warm-up (the workbench's includes its per-step metrics and store write),
 rollout and update tokens per second, and its peak resident memory (and the resident
@@ -99,13 +102,16 @@ def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
         "precision": precision,
         "update_forward": ("through the rollout (on-policy update)" if all(r["perf/update_through_rollout"] for r in recs)
                            else "its own training forward"),
+        "activation_checkpointing": False,
         "allocator": _allocator(),
         **_environment(),
     }
 
 
-def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
-    """TRL's GRPOTrainer on the same work; ``defaults`` leaves its precision settings alone."""
+def run_trl(a: argparse.Namespace, defaults: bool = False, checkpointing: bool = False) -> dict:
+    """TRL's GRPOTrainer on the same work; ``defaults`` leaves its precision and activation
+    checkpointing settings alone, ``checkpointing`` keeps only its default activation
+    checkpointing (float32)."""
     import transformers
     from datasets import Dataset
     from peft import LoraConfig
@@ -155,20 +161,23 @@ def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
             walls.append(time.perf_counter() - self.t0)
             gens.append(gen_time["s"] - self.g0)
 
-    precision = {} if defaults else {"bf16": False, "fp16": False}
+    # equal work and precision: float32, and no activation checkpointing (TRL's default
+    # recomputes each layer's forward in the backward pass; the workbench does not)
+    pinned = {} if defaults else {"bf16": False, "fp16": False, "gradient_checkpointing": checkpointing}
     with tempfile.TemporaryDirectory() as out:
         cfg = GRPOConfig(
             output_dir=out, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
             max_completion_length=a.max_new_tokens, beta=0.0, num_iterations=1, gradient_accumulation_steps=1,
             learning_rate=a.lr, loss_type="dapo", epsilon=0.2, temperature=1.0, max_steps=n_steps,
             use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000, shuffle_dataset=False,
-            disable_tqdm=True, seed=0, **precision)
+            disable_tqdm=True, seed=0, **pinned)
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok,
                               peft_config=LoraConfig(r=a.rank, lora_alpha=2 * a.rank, target_modules="all-linear",
                                                      task_type="CAUSAL_LM"), callbacks=[Timer()])
         trainer.train()
         mixed = "bfloat16 autocast" if cfg.bf16 else "float16 autocast" if cfg.fp16 else None
         weights = str(next(trainer.model.parameters()).dtype).removeprefix("torch.")
+        recomputes = bool(cfg.gradient_checkpointing)
     walls, gens, tokens = walls[a.warmup:], gens[a.warmup:], counted["tokens"][a.warmup:n_steps]
     return {
         "step_s": statistics.median(walls),
@@ -179,6 +188,7 @@ def run_trl(a: argparse.Namespace, defaults: bool = False) -> dict:
         "peak_rss_mb": _peak_rss_mb(),
         "rss_before_mb": rss_before["mb"],
         "precision": f"{weights} + {mixed}" if mixed else weights,
+        "activation_checkpointing": recomputes,
         "allocator": ("freed memory kept (glibc environment)" if all(os.environ.get(k) == v for k, v in
                                                                        SAME_ALLOCATOR.items()) else "the platform's default"),
         **_environment(),
@@ -201,11 +211,15 @@ def main() -> None:
     ap.add_argument("--separate-forward", action="store_true",
                     help="also run the workbench with its update's own training forward (rollout.reuse_forward_mb=0), "
                          "as an extra row (not in the ratio)")
+    ap.add_argument("--trl-checkpointing", action="store_true",
+                    help="also run TRL with its default activation checkpointing (float32; each layer's forward "
+                         "recomputed in the backward pass), as an extra row (not in the ratio)")
     ap.add_argument("--trl-same-allocator", action="store_true",
                     help="also run TRL with the workbench's allocator settings (glibc keeps freed memory), as an "
                          "extra row (not in the ratio)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["workbench", "workbench_separate", "trl", "trl_defaults", "trl_allocator"],
+    ap.add_argument("--worker", choices=["workbench", "workbench_separate", "trl", "trl_checkpointing", "trl_defaults",
+                                           "trl_allocator"],
                     help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -214,7 +228,8 @@ def main() -> None:
 
             torch.set_num_threads(a.threads)
         run = {"workbench": run_workbench, "workbench_separate": lambda a: run_workbench(a, separate=True),
-               "trl": run_trl, "trl_allocator": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True)}
+               "trl": run_trl, "trl_allocator": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True),
+               "trl_checkpointing": lambda a: run_trl(a, checkpointing=True)}
         print(json.dumps(run[a.worker](a)))
         return
     if a.steps < 5:
@@ -224,10 +239,11 @@ def main() -> None:
     if a.threads:
         env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     passed = [x for k, v in vars(a).items()
-              if k not in ("worker", "json", "trl_defaults", "separate_forward", "trl_same_allocator")
+              if k not in ("worker", "json", "trl_defaults", "separate_forward", "trl_same_allocator",
+                           "trl_checkpointing")
               for x in (f"--{k.replace('_', '-')}", str(v))]
     extra = (("workbench_separate",) if a.separate_forward else ()) + (("trl_defaults",) if a.trl_defaults else ()) \
-        + (("trl_allocator",) if a.trl_same_allocator else ())
+        + (("trl_checkpointing",) if a.trl_checkpointing else ()) + (("trl_allocator",) if a.trl_same_allocator else ())
     for worker in ("workbench", "trl") + extra:
         proc = subprocess.run([sys.executable, __file__, "--worker", worker, *passed], capture_output=True, text=True,
                               env={**env, **SAME_ALLOCATOR} if worker == "trl_allocator" else env)
@@ -235,6 +251,8 @@ def main() -> None:
             sys.exit(f"{worker} benchmark failed:\n{proc.stderr[-3000:]}")
         results[worker] = json.loads(proc.stdout.strip().splitlines()[-1])
     wb, trl = results["workbench"], results["trl"]
+    if wb["activation_checkpointing"] != trl["activation_checkpointing"]:
+        sys.exit("activation checkpointing differs between the tools; the ratio would compare different work")
     if wb["precision"] != trl["precision"]:
         sys.exit(f"precision differs: workbench {wb['precision']}, TRL {trl['precision']}; the ratio would compare "
                  "precisions, not tools")
@@ -253,7 +271,8 @@ def main() -> None:
     print(f"{'':<26} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
           f"{'update tok/s':>13} {'peak MB':>8}")
     labels = {"workbench": "workbench", "trl": "trl", "workbench_separate": "wb, own fwd (extra)",
-              "trl_allocator": "trl, wb's allocator (extra)", "trl_defaults": "trl, its defaults (extra)"}
+              "trl_checkpointing": "trl, checkpointing (extra)", "trl_allocator": "trl, wb's allocator (extra)",
+              "trl_defaults": "trl, its defaults (extra)"}
     for name in labels:
         if name in results:
             r = results[name]
@@ -262,7 +281,8 @@ def main() -> None:
                   f"{r['peak_rss_mb']:>8.0f}")
     print(f"workbench / TRL step time at equal precision ({results['precision']}): {results['ratio_step_time']:.2f} "
           f"(per token: {results['ratio_per_token']:.2f})")
-    print(f"allocator: workbench {wb['allocator']}; TRL {trl['allocator']}")
+    print(f"allocator: workbench {wb['allocator']}; TRL {trl['allocator']}. Activation checkpointing: off for both "
+          "(the extra rows name what they change)")
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ def test_gpu_check_script_runs_both_backends_on_a_tiny_config():
 
 def test_trl_comparison_runs_side_by_side_at_equal_precision():
     out = _run(["benchmarks/vs_trl.py", "--steps", "5", "--warmup", "1", "--prompts", "4", "--group", "2",
-                "--max-new-tokens", "6", "--threads", "1", "--separate-forward", "--json"])
+                "--max-new-tokens", "6", "--threads", "1", "--separate-forward", "--trl-checkpointing", "--json"])
     report = json.loads(out)
-    for tool in ("workbench", "trl", "workbench_separate"):
+    for tool in ("workbench", "trl", "workbench_separate", "trl_checkpointing"):
         r = report[tool]
         assert r["step_s"] > 0 and r["rollout_tok_s"] > 0 and r["update_tok_s"] > 0 and r["peak_rss_mb"] > 0
         assert 0 < r["tokens_per_step"] <= 4 * 2 * 6
@@ -49,6 +49,9 @@ def test_trl_comparison_runs_side_by_side_at_equal_precision():
     assert "trl_defaults" not in report                            # the extra row only on request
     assert report["workbench"]["update_forward"].startswith("through the rollout")
     assert report["workbench_separate"]["update_forward"] == "its own training forward"
+    # equal work: TRL's default activation checkpointing (a second forward in the backward) only in its extra row
+    assert report["trl"]["activation_checkpointing"] is False is report["workbench"]["activation_checkpointing"]
+    assert report["trl_checkpointing"]["activation_checkpointing"] is True
 
 
 def test_scaling_quick_runs_both_tools_on_a_random_byte_level_model(tmp_path):
