@@ -21,6 +21,7 @@ from workbench.metrics import (
     mode_stats,
     oversharpening_summary,
     pass_at_k_curve,
+    per_problem_logratios,
     sequence_logprobs,
 )
 from workbench.models.loading import encode_prompts
@@ -247,11 +248,9 @@ class Evaluator:
         bank = self.bank.get(split) or []
         if bank:
             logp_now = self.bank_logprobs(split, bank, model)
-            ids = [b["problem_id"] for b in bank]
-            summary.update(oversharpening_summary(ids, logp_now, [b["ref_logprob"] for b in bank]))
-            per_pid: dict[str, list[float]] = {}
-            for b, lp in zip(bank, logp_now):
-                per_pid.setdefault(b["problem_id"], []).append(float(lp - b["ref_logprob"]))
+            ids, ref = [b["problem_id"] for b in bank], [b["ref_logprob"] for b in bank]
+            summary.update(oversharpening_summary(ids, logp_now, ref))
+            per_pid = per_problem_logratios(ids, logp_now, ref)
             for p in res.problems:
                 if p["problem_id"] in per_pid:
                     p["bank_logratios"] = per_pid[p["problem_id"]]

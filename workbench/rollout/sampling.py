@@ -214,21 +214,12 @@ def _sample(model, prompts, seeds, *, max_new_tokens, eos_id, pad_id, temperatur
             ids = [tk for tk, keep in zip(row, m) if keep and tk != eos_id]
             texts.append(decode(ids))
     ro = Rollout(prompt_ids, prompt_mask, tokens, gen_mask, logps, ents, finished, texts, G, sample_kl=kls)
-    if grad:
-        ro.policy_logp = _scatter_steps(picked, 2, (N, width))
+    if grad:   # one scatter per tensor, so autograd keeps one node instead of an in-place copy per step
+        at = (torch.cat([r for r, _, _, _ in picked]), torch.cat([torch.full_like(r, t) for r, t, _, _ in picked]))
+        ro.policy_logp = logps.new_zeros(N, width).index_put(at, torch.cat([lp for _, _, lp, _ in picked]))
         if grad_entropy:
-            ro.policy_entropy = _scatter_steps(picked, 3, (N, width))
+            ro.policy_entropy = ents.new_zeros(N, width).index_put(at, torch.cat([en for _, _, _, en in picked]))
     return ro
-
-
-def _scatter_steps(picked, which: int, shape: tuple[int, int]) -> torch.Tensor:
-    """One [N, T] tensor from the per-step values of the rows decoded at each step (one
-    scatter, so autograd keeps one node instead of one in-place copy per step)."""
-    steps = [p for p in picked if p[1] < shape[1]]
-    rows = torch.cat([p[0] for p in steps])
-    cols = torch.cat([torch.full_like(p[0], p[1]) for p in steps])
-    vals = torch.cat([p[which] for p in steps])
-    return vals.new_zeros(shape).index_put((rows, cols), vals)
 
 
 def sampling_graph_bytes(model, n_rows: int, prompt_len: int, max_new_tokens: int) -> int:
@@ -236,13 +227,12 @@ def sampling_graph_bytes(model, n_rows: int, prompt_len: int, max_new_tokens: in
     backward pass: every decoding step attends over a new, one longer copy of each layer's
     keys and values, so the bytes grow as T*P + T^2/2 positions per row (the activations
     that any training forward keeps come on top and are not counted)."""
-    cfg = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
-    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    from workbench.models.memory import model_shape
+
+    shape = model_shape(model)
     T, P = max_new_tokens, prompt_len
     positions_kept = T * P + T * (T + 1) // 2
-    elem = next(model.parameters()).element_size()
-    return 2 * cfg.num_hidden_layers * n_rows * heads * head_dim * elem * positions_kept
+    return 2 * shape["layers"] * n_rows * shape["kv_width"] * shape["elem"] * positions_kept
 
 
 def token_logprobs(model, rollout: Rollout, temperature: float = 1.0, with_entropy: bool = False):

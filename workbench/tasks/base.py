@@ -192,6 +192,16 @@ class DatasetTask(Task):
     def generate(self, n: int, seed: int, difficulty: int | None = None) -> list[Problem]:
         return self._load()["train"][:n]
 
+    def _keep_splits(self, problems: dict[str, list[Problem]]) -> dict[str, list[Problem]]:
+        """Remember the loaded splits, holding ``self.eval_size`` train records out as ``eval``
+        (chosen by ``self.seed``) when the data has no eval split of its own."""
+        if "eval" not in problems:
+            rows = problems["train"]
+            train_idx, eval_idx = holdout_indices(len(rows), self.eval_size, self.seed)
+            problems = {"train": [rows[i] for i in train_idx], "eval": [rows[i] for i in eval_idx]}
+        self._splits = problems
+        return problems
+
 
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; a bad line is a TaskDataError."""

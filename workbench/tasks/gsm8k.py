@@ -16,7 +16,7 @@ from pathlib import Path
 from workbench.errors import ConfigError, TaskDataError
 from workbench.paths import TASKS_DIR
 from workbench.tasks.answers import NUMBER, canonical_number
-from workbench.tasks.base import UNPARSED, DatasetTask, Problem, Verdict, check_param_types, graded, holdout_indices
+from workbench.tasks.base import UNPARSED, DatasetTask, Problem, Verdict, check_param_types, graded
 
 SAMPLE_PATH = TASKS_DIR / "gsm8k_sample.jsonl"
 TOLERANCE = 1e-6
@@ -155,12 +155,7 @@ class GSM8K(DatasetTask):
             where = f"file {self.path}" if local else f"Hub dataset {self.path!r}"
             raise TaskDataError(f"gsm8k data from {where} has no records; point path= at data with "
                                 f"{self.question_field!r} and {self.answer_field!r} records")
-        if "eval" not in problems:
-            rows = problems["train"]
-            train_idx, eval_idx = holdout_indices(len(rows), self.eval_size, self.seed)
-            problems = {"train": [rows[i] for i in train_idx], "eval": [rows[i] for i in eval_idx]}
-        self._splits = problems
-        return problems
+        return self._keep_splits(problems)
 
     def _problems(self, ds, split: str | None) -> list[Problem]:
         cols = list(ds.column_names)

@@ -22,7 +22,7 @@ from workbench.tasks.answers import (
     normalize_latex,
     use_math_verify,
 )
-from workbench.tasks.base import UNPARSED, DatasetTask, Problem, Verdict, graded, holdout_indices, read_jsonl
+from workbench.tasks.base import UNPARSED, DatasetTask, Problem, Verdict, graded, read_jsonl
 
 SAMPLE_PATH = TASKS_DIR / "math_sample.jsonl"
 
@@ -85,12 +85,7 @@ class MathProblems(DatasetTask):
         problems = {k: self._problems(recs, k if len(sources) > 1 else None) for k, recs in sources.items()}
         if not problems["train"]:
             raise TaskDataError(f"math data {self.path} has no records")
-        if "eval" not in problems:
-            rows = problems["train"]
-            train_idx, eval_idx = holdout_indices(len(rows), self.eval_size, self.seed)
-            problems = {"train": [rows[i] for i in train_idx], "eval": [rows[i] for i in eval_idx]}
-        self._splits = problems
-        return problems
+        return self._keep_splits(problems)
 
     def _problems(self, records: list[dict], split: str | None) -> list[Problem]:
         out = []
