@@ -62,3 +62,12 @@ def test_the_environment_variable_leaves_glibc_alone(tmp_path):
 def test_a_session_applies_it(tmp_path):
     assert _probe("session", tmp_path)["applied"] is True
     assert _probe("session", tmp_path, WORKBENCH_MALLOC="default")["applied"] is False
+
+
+def test_an_unknown_setting_is_refused_by_name(monkeypatch):
+    from workbench import allocator
+    from workbench.errors import ConfigError
+
+    monkeypatch.setenv("WORKBENCH_MALLOC", "jemalloc")
+    with pytest.raises(ConfigError, match="WORKBENCH_MALLOC = 'jemalloc': expected 'default'"):
+        allocator.keep_freed_memory()

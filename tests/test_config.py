@@ -21,6 +21,7 @@ def test_defaults_validate_and_round_trip():
         ({"loss.aggregation": "mean"}, "loss.aggregation"),
         ({"lora.rank": 0}, "lora.rank"),
         ({"eval.n": 0}, "eval.n"),
+        ({"rollout.reuse_forward_mb": -1}, "rollout.reuse_forward_mb"),
     ],
 )
 def test_impossible_values_name_the_field(override, field):

@@ -24,6 +24,8 @@ import ctypes.util
 import os
 import platform
 
+from workbench.errors import ConfigError
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 * 2**20        # glibc's largest accepted value on 64-bit systems
 TRIM_THRESHOLD = 2**30
@@ -34,10 +36,14 @@ _done: bool | None = None
 def keep_freed_memory() -> bool:
     """Apply the settings once per process; True when they are in force."""
     global _done
+    choice = os.environ.get("WORKBENCH_MALLOC", "").strip().lower()
+    if choice not in ("", "default"):
+        raise ConfigError(f"WORKBENCH_MALLOC = {os.environ['WORKBENCH_MALLOC']!r}: expected 'default' (leave the "
+                          "C library's allocator settings alone) or unset (keep freed memory in the process)")
     if _done is not None:
         return _done
     _done = False
-    if os.environ.get("WORKBENCH_MALLOC", "").lower() == "default" or platform.system() != "Linux":
+    if choice == "default" or platform.system() != "Linux":
         return False
     if platform.libc_ver()[0] != "glibc":
         return False

@@ -134,6 +134,7 @@ class RunConfig:
         _check(r.max_new_tokens >= 0, "rollout.max_new_tokens", r.max_new_tokens, ">= 0 (0 = task default)")
         _check(0 < r.temperature < math.inf, "rollout.temperature", r.temperature, "a finite number > 0")
         _check(r.chunk_size >= 1, "rollout.chunk_size", r.chunk_size, ">= 1")
+        _check(r.reuse_forward_mb >= 0, "rollout.reuse_forward_mb", r.reuse_forward_mb, ">= 0 (0 = never)")
         _check(o.lr > 0 and math.isfinite(o.lr), "optim.lr", o.lr, "a positive finite number, e.g. 5e-4")
         _check(0 <= o.weight_decay < math.inf, "optim.weight_decay", o.weight_decay, "a finite number >= 0")
         _check(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1/beta2", (o.beta1, o.beta2), "in [0, 1)")
