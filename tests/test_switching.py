@@ -137,6 +137,20 @@ def test_roster_switch_back_restores_the_state_object():
     assert memory.params.mu == 0.5 and memory.updates == 7
 
 
+def test_roster_switch_back_by_an_unnormalised_spec_finds_the_kept_state():
+    """The dashboard and the CLI pass specs as typed (" iac_dlc "); the kept strategy is
+    found by its parsed name, not by the raw text."""
+    from workbench.strategies.switching import StrategyRoster
+
+    roster = StrategyRoster("iac_dlc", seed=3)
+    memory = roster.sampler(CONTEXT)
+    _trained(memory)
+    roster.switch("grpo")
+    roster.switch("  iac_dlc ")
+    assert roster.current.name == "iac_dlc"
+    assert roster.current.state["memory"] is memory and roster.sampler(CONTEXT) is memory and memory.updates == 7
+
+
 def test_roster_restores_checkpoint_state_when_the_strategy_first_samples():
     import torch
 

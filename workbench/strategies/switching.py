@@ -33,7 +33,7 @@ class StrategyRoster:
         replaces is kept; a strategy used before gets its state objects back."""
         new = build_strategy(spec, params)
         self._kept[self.current.name] = self.current
-        old = self._kept.get(spec)
+        old = self._kept.get(new.name)          # the parsed name: a spec as typed may differ
         if old is not None:
             new.state = old.state
         self.current = new
