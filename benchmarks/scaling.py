@@ -25,6 +25,11 @@ length sweep measures the length it says. The embedded model (0.8M parameters, a
 25-symbol vocabulary, 128 positions) answers in a few tokens whatever the limit, so it is
 not used for long generations.
 
+The workbench runs without skipping the zero-advantage rows in its first update
+(``optim.skip_zero_advantage=false``, ``vs_trl.py``'s ``--no-skip`` row): a random model
+rarely answers correctly, so nearly every advantage is 0 and the skipped update would do
+almost nothing. The table measures how the cost of a full update grows.
+
 Writes the table to stdout (and ``--json`` to a file) and a self-contained plotly figure
 (``--html``, default docs/scaling.html).
 """
@@ -88,8 +93,11 @@ def measure(point: dict, model_dir: str, a: argparse.Namespace) -> dict:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT),
            "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     row = dict(point)
-    for tool in ("workbench", "trl"):
-        cmd = [sys.executable, str(VS_TRL), "--worker", tool, "--model", model_dir, "--threads", str(a.threads),
+    # the workbench without skipping the zero-advantage rows: a random-weight model rarely
+    # answers correctly, so nearly every advantage is 0 and skipping would leave the update
+    # almost nothing to do; the sweep measures how the cost of a full update grows
+    for tool, worker in (("workbench", "workbench_noskip"), ("trl", "trl")):
+        cmd = [sys.executable, str(VS_TRL), "--worker", worker, "--model", model_dir, "--threads", str(a.threads),
                "--steps", str(a.steps), "--warmup", str(a.warmup), "--prompts", str(point["prompts"]),
                "--group", str(point["group"]), "--max-new-tokens", str(point["max_new_tokens"])]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -188,8 +196,9 @@ def main() -> None:
             "one seed")
     print(f"torch {wb['torch']}; {note}; precision {wb['precision']} for both tools")
     print("T: max new tokens; upd: the workbench's first update back-propagated through the rollout (roll) or ran "
-          "its own training forward (own, rollout.reuse_forward_mb exceeded); tok/s: generated tokens per second of a "
-          "whole step; MB: peak resident memory, +MB: its growth during the steps")
+          "its own training forward (own, rollout.reuse_forward_mb exceeded), both over every row (no skipping of "
+          "zero-advantage rows); tok/s: generated tokens per second of a whole step; MB: peak resident memory, "
+          "+MB: its growth during the steps")
     print(table(rows))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))

@@ -9,7 +9,11 @@ eps = 0.2, the same precision: float32 weights and matmuls for both (TRL with
 ``bf16=False, fp16=False``), and no activation checkpointing for either (TRL's default
 ``gradient_checkpointing=True`` recomputes every layer's forward during the backward pass,
 work the workbench does not do; ``--trl-checkpointing`` shows TRL with it as an extra
-row). Each tool runs in its own subprocess (one after the other, so
+row). The workbench's first update is computed its fastest way: its forward skips the
+completions whose every advantage is 0 (on-policy, with no KL and no entropy term their
+gradient is exactly 0, so the update is the same as over every row; the output gives the
+share skipped), ``--no-skip`` and ``--separate-forward`` show it without that as extra rows.
+Each tool runs in its own subprocess (one after the other, so
 they do not compete for the cores) and reports the median wall time of a whole training
 step after warm-up (the workbench's includes its per-step metrics and store write),
 rollout and update tokens per second, and its peak resident memory (and the resident
@@ -69,9 +73,11 @@ def _allocator() -> str:
 SAME_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 
 
-def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
-    """The workbench's own step; ``separate`` turns off back-propagating through the
-    rollout (``rollout.reuse_forward_mb = 0``), so the update runs its own training forward."""
+def run_workbench(a: argparse.Namespace, separate: bool = False, no_skip: bool = False) -> dict:
+    """The workbench's own step. ``no_skip`` turns off skipping the zero-advantage rows in the
+    first update's forward (``optim.skip_zero_advantage = false``), so that update back-propagates
+    through the rollout (as before the skipping existed); ``separate`` also turns that off
+    (``rollout.reuse_forward_mb = 0``): a training forward over every row."""
     from workbench.session import Session
 
     with tempfile.TemporaryDirectory() as ws:
@@ -80,7 +86,8 @@ def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
             "rollout.max_new_tokens": a.max_new_tokens, "lora.rank": a.rank, "lora.alpha": 2.0 * a.rank,
             "optim.lr": a.lr, "optim.updates_per_batch": 1, "loss.kl_coef": 0.0, "model.dtype": "float32",
             "eval.every": 0, "eval.n": 1, "eval.max_problems": 1, "eval.seen_problems": 0, "checkpoint_every": 0,
-            **({"rollout.reuse_forward_mb": 0} if separate else {})})
+            **({"rollout.reuse_forward_mb": 0} if separate else {}),
+            **({"optim.skip_zero_advantage": False} if separate or no_skip else {})})
         sess.ensure_base()
         precision = str(next(sess.model.parameters()).dtype).removeprefix("torch.")
         rss_before = _peak_rss_mb()
@@ -101,7 +108,10 @@ def run_workbench(a: argparse.Namespace, separate: bool = False) -> dict:
         "rss_before_mb": rss_before,
         "precision": precision,
         "update_forward": ("through the rollout (on-policy update)" if all(r["perf/update_through_rollout"] for r in recs)
-                           else "its own training forward"),
+                           else "its own training forward, over the rows with a non-zero advantage"
+                           if any(r["perf/update_rows_skipped"] for r in recs) else "its own training forward"),
+        # share of the rows (completions) whose forward the first update skipped: their advantage was 0
+        "update_rows_skipped": statistics.median(r["perf/update_rows_skipped"] for r in recs),
         "activation_checkpointing": False,
         "allocator": _allocator(),
         **_environment(),
@@ -208,9 +218,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads per tool (0: torch's default)")
     ap.add_argument("--trl-defaults", action="store_true",
                     help="also run TRL with its default precision settings, as an extra row (not in the ratio)")
+    ap.add_argument("--no-skip", action="store_true",
+                    help="also run the workbench without skipping the zero-advantage rows "
+                         "(optim.skip_zero_advantage=false: its update back-propagates through the rollout), as an "
+                         "extra row (not in the ratio)")
     ap.add_argument("--separate-forward", action="store_true",
-                    help="also run the workbench with its update's own training forward (rollout.reuse_forward_mb=0), "
-                         "as an extra row (not in the ratio)")
+                    help="also run the workbench with a training forward over every row (no skipping, "
+                         "rollout.reuse_forward_mb=0), as an extra row (not in the ratio)")
     ap.add_argument("--trl-checkpointing", action="store_true",
                     help="also run TRL with its default activation checkpointing (float32; each layer's forward "
                          "recomputed in the backward pass), as an extra row (not in the ratio)")
@@ -218,7 +232,7 @@ def main() -> None:
                     help="also run TRL with the workbench's allocator settings (glibc keeps freed memory), as an "
                          "extra row (not in the ratio)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["workbench", "workbench_separate", "trl", "trl_checkpointing", "trl_defaults",
+    ap.add_argument("--worker", choices=["workbench", "workbench_noskip", "workbench_separate", "trl", "trl_checkpointing", "trl_defaults",
                                            "trl_allocator"],
                     help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -228,6 +242,7 @@ def main() -> None:
 
             torch.set_num_threads(a.threads)
         run = {"workbench": run_workbench, "workbench_separate": lambda a: run_workbench(a, separate=True),
+               "workbench_noskip": lambda a: run_workbench(a, no_skip=True),
                "trl": run_trl, "trl_allocator": run_trl, "trl_defaults": lambda a: run_trl(a, defaults=True),
                "trl_checkpointing": lambda a: run_trl(a, checkpointing=True)}
         print(json.dumps(run[a.worker](a)))
@@ -239,10 +254,11 @@ def main() -> None:
     if a.threads:
         env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     passed = [x for k, v in vars(a).items()
-              if k not in ("worker", "json", "trl_defaults", "separate_forward", "trl_same_allocator",
+              if k not in ("worker", "json", "trl_defaults", "separate_forward", "no_skip", "trl_same_allocator",
                            "trl_checkpointing")
               for x in (f"--{k.replace('_', '-')}", str(v))]
-    extra = (("workbench_separate",) if a.separate_forward else ()) + (("trl_defaults",) if a.trl_defaults else ()) \
+    extra = (("workbench_noskip",) if a.no_skip else ()) + (("workbench_separate",) if a.separate_forward else ()) \
+        + (("trl_defaults",) if a.trl_defaults else ()) \
         + (("trl_checkpointing",) if a.trl_checkpointing else ()) + (("trl_allocator",) if a.trl_same_allocator else ())
     for worker in ("workbench", "trl") + extra:
         proc = subprocess.run([sys.executable, __file__, "--worker", worker, *passed], capture_output=True, text=True,
@@ -270,7 +286,8 @@ def main() -> None:
           f"ratio at equal precision: {results['precision']}")
     print(f"{'':<26} {'precision':<26} {'step s':>8} {'tok/step':>9} {'s/1k tok':>9} {'rollout tok/s':>14} "
           f"{'update tok/s':>13} {'peak MB':>8}")
-    labels = {"workbench": "workbench", "trl": "trl", "workbench_separate": "wb, own fwd (extra)",
+    labels = {"workbench": "workbench", "trl": "trl", "workbench_noskip": "wb, no skipping (extra)",
+              "workbench_separate": "wb, every row (extra)",
               "trl_checkpointing": "trl, checkpointing (extra)", "trl_allocator": "trl, wb's allocator (extra)",
               "trl_defaults": "trl, its defaults (extra)"}
     for name in labels:
@@ -281,6 +298,8 @@ def main() -> None:
                   f"{r['peak_rss_mb']:>8.0f}")
     print(f"workbench / TRL step time at equal precision ({results['precision']}): {results['ratio_step_time']:.2f} "
           f"(per token: {results['ratio_per_token']:.2f})")
+    print(f"workbench's first update: {wb['update_forward']} (median share of rows skipped: "
+          f"{wb['update_rows_skipped']:.2f}; their gradient is exactly 0, the update is the same)")
     print(f"allocator: workbench {wb['allocator']}; TRL {trl['allocator']}. Activation checkpointing: off for both "
           "(the extra rows name what they change)")
 

@@ -36,9 +36,10 @@ def test_gpu_check_script_runs_both_backends_on_a_tiny_config():
 
 def test_trl_comparison_runs_side_by_side_at_equal_precision():
     out = _run(["benchmarks/vs_trl.py", "--steps", "5", "--warmup", "1", "--prompts", "4", "--group", "2",
-                "--max-new-tokens", "6", "--threads", "1", "--separate-forward", "--trl-checkpointing", "--json"])
+                "--max-new-tokens", "6", "--threads", "1", "--no-skip", "--separate-forward", "--trl-checkpointing",
+                "--json"])
     report = json.loads(out)
-    for tool in ("workbench", "trl", "workbench_separate", "trl_checkpointing"):
+    for tool in ("workbench", "trl", "workbench_noskip", "workbench_separate", "trl_checkpointing"):
         r = report[tool]
         assert r["step_s"] > 0 and r["rollout_tok_s"] > 0 and r["update_tok_s"] > 0 and r["peak_rss_mb"] > 0
         assert 0 < r["tokens_per_step"] <= 4 * 2 * 6
@@ -47,8 +48,15 @@ def test_trl_comparison_runs_side_by_side_at_equal_precision():
     assert report["precision"] == "float32" and report["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert report["ratio_step_time"] == report["workbench"]["step_s"] / report["trl"]["step_s"]
     assert "trl_defaults" not in report                            # the extra row only on request
-    assert report["workbench"]["update_forward"].startswith("through the rollout")
+    # the first update's forward: over the rows with a non-zero advantage by default (the share
+    # skipped is reported), through the rollout without skipping, over every row with neither
+    skipped = report["workbench"]["update_rows_skipped"]
+    assert 0 <= skipped < 1
+    assert report["workbench"]["update_forward"] == ("its own training forward, over the rows with a non-zero advantage"
+                                                     if skipped > 0 else "its own training forward")
+    assert report["workbench_noskip"]["update_forward"].startswith("through the rollout")
     assert report["workbench_separate"]["update_forward"] == "its own training forward"
+    assert report["workbench_noskip"]["update_rows_skipped"] == report["workbench_separate"]["update_rows_skipped"] == 0
     # equal work: TRL's default activation checkpointing (a second forward in the backward) only in its extra row
     assert report["trl"]["activation_checkpointing"] is False is report["workbench"]["activation_checkpointing"]
     assert report["trl_checkpointing"]["activation_checkpointing"] is True

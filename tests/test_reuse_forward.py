@@ -7,27 +7,15 @@ import pytest
 import torch
 
 from workbench.rollout import sample, sampling_graph_bytes, token_logprobs
-from workbench.seeding import row_seed
 
 
 @pytest.fixture(scope="module")
 def setup():
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from conftest import embedded_lora_policy
 
     from workbench.models.fast_lora import MergedLoRA
-    from workbench.paths import MODELS_DIR
-    from workbench.tasks import get_task
 
-    path = MODELS_DIR / "tiny-primes"
-    tok = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
-    task = get_task("two_primes")
-    prompts = [tok(task.prompt(p), add_special_tokens=False)["input_ids"] for p in task.load_split("train")[:8]]
-    rows = [p for p in prompts for _ in range(4)]
-    seeds = [row_seed(11, i) for i in range(len(rows))]
+    model, tok, rows, seeds = embedded_lora_policy(8, 4, 11)
     kw = dict(max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, group_size=4,
               decode=tok.decode, temperature=0.9)
     return model, MergedLoRA(model), rows, seeds, kw
@@ -106,7 +94,10 @@ def _session(tmp_path, name, **kw):
         "seed": 3, **kw})
 
 
-@pytest.mark.parametrize("extra", [{}, {"loss.entropy_coef": 0.01, "optim.updates_per_batch": 1}])
+# the first case turns off the skipping of zero-advantage rows, which with no KL and no
+# entropy term takes precedence over the update through the rollout
+@pytest.mark.parametrize("extra", [{"optim.skip_zero_advantage": False},
+                                   {"loss.entropy_coef": 0.01, "optim.updates_per_batch": 1}])
 def test_session_steps_match_with_and_without_reuse(tmp_path, monkeypatch, extra):
     """Two steps with the rollout's graph reused and two with a separate training forward:
     the same samples (so the same rewards), the same losses and gradient norms up to float
@@ -148,7 +139,7 @@ def test_reuse_is_off_when_the_history_exceeds_the_limit(tmp_path, monkeypatch):
         return real(*a, **kw)
 
     monkeypatch.setattr(session_mod, "sample", spy)
-    sess = _session(tmp_path, "c")
+    sess = _session(tmp_path, "c", **{"optim.skip_zero_advantage": False})
     need = sampling_graph_bytes(sess.model, 16, 8, sess.max_new_tokens)      # B*G rows, 8 prompt tokens
     sess.config.rollout.reuse_forward_mb = need // 2**20 + 1
     assert sess._reuse_forward([[1] * 8] * 4)

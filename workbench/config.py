@@ -80,6 +80,9 @@ class OptimConfig:
     beta2: float = _f(0.999, "AdamW beta2.")
     max_grad_norm: float = _f(1.0, "Gradient norm clip; 0 = off.")
     updates_per_batch: int = _f(2, "Optimiser steps on each rollout batch (>1 makes the ratio and clipping active).")
+    skip_zero_advantage: bool = _f(True, "On-policy with no KL and no entropy term, the first update's forward skips "
+                                         "the rows whose every advantage is 0 (their gradient is exactly 0); "
+                                         "false = every row.")
 
 
 @dataclass
@@ -247,6 +250,8 @@ def _check_types(obj: Any, cls: type, prefix: str) -> None:
             _check(ok, name, value, "a number")
         elif hint is int:
             _check(isinstance(value, int) and not isinstance(value, bool), name, value, "a whole number")
+        elif hint is bool:
+            _check(isinstance(value, bool), name, value, "true or false")
         elif hint in (str, dict, list):
             _check(isinstance(value, hint), name, value, f"a {hint.__name__}")
 
@@ -283,7 +288,9 @@ def parse_value(value: Any, hint: Any, name: str) -> Any:
                 if low in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool) or value in (0, 1):
+                return bool(value)
+            raise ValueError(value)
         if hint is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -302,7 +309,8 @@ def parse_value(value: Any, hint: Any, name: str) -> Any:
             return value
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         tname = getattr(hint, "__name__", str(hint))
-        raise ConfigError(f"{name} = {value!r} is not a valid {tname}") from exc
+        expected = " (expected true or false)" if hint is bool else ""
+        raise ConfigError(f"{name} = {value!r} is not a valid {tname}{expected}") from exc
     return value
 
 

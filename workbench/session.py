@@ -93,7 +93,8 @@ class Session:
         self.device = self.model_info["device"]
         self.lora_params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.lora_params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                           betas=(cfg.optim.beta1, cfg.optim.beta2))
+                                           betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                           foreach=True)   # one call per operation for all tensors (same values)
         self.max_new_tokens = cfg.rollout.max_new_tokens or int(getattr(self.task, "max_new_tokens", 64))
         self.use_chat = bool(self.model_info["chat_template"])
         self._prompt_cache: dict[str, list[int]] = {}
@@ -275,7 +276,12 @@ class Session:
         sampler = self.roster.sampler({"vocab_size": int(self.model.get_input_embeddings().num_embeddings),
                                        "pad_id": self.tokenizer.pad_token_id, "device": self.device})
         loss_cfg = self._loss_settings()
-        reuse = sampler is None and self._reuse_forward(prompts)
+        # The first update's forward, on-policy: with no KL and no entropy term it runs only over
+        # the rows that carry gradient (``skip`` below); otherwise through the rollout itself
+        # when its history fits (``reuse``), else over every row.
+        skip = (sampler is None and loss_cfg["kl_coef"] == 0 and loss_cfg["entropy_coef"] == 0
+                and cfg.optim.skip_zero_advantage)
+        reuse = sampler is None and not skip and self._reuse_forward(prompts)
         self.model.eval()
         with self.fast.shared() if reuse else self.fast.frozen():
             ro = sample(self.fast, rows, seeds, max_new_tokens=self.max_new_tokens,
@@ -311,10 +317,28 @@ class Session:
         # on-policy (None), the first update's own forward (detached), so the ratio is 1 bit for
         # bit there. With ``reuse`` that first forward is the rollout's: its log-probs are still
         # attached to the sampling forwards, and only later updates run the model again.
+        # ``skip``: on-policy with no KL and no entropy term, a row whose every token has
+        # advantage 0 gets exactly zero gradient from the first update (its surrogate is
+        # -min(rho * 0, clip(rho) * 0), and rho = 1 there): that update's forward runs only
+        # over the other rows, and the skipped rows' log-probs are the sampler's (which the
+        # forward would reproduce up to float rounding). Later updates run over every row.
+        first_rows = None
+        if skip:
+            live = ((adv_tok != 0) & (mask > 0)).any(-1)                                     # [N]
+            if not bool(live.all()):
+                # at least one row, so that the loss still reaches every adapter weight (with
+                # exactly zero gradient) and the optimiser steps as it would have
+                first_rows = (live.nonzero().squeeze(-1) if bool(live.any())
+                              else torch.zeros(1, dtype=torch.long, device=live.device))
+
         def forward(u: int):
             if u == 0 and reuse:
                 return ro.policy_logp, ro.policy_entropy                                     # [N, T]
             with self.fast.shared():
+                if u == 0 and first_rows is not None:
+                    part, _ = token_logprobs(self.fast, ro.select(first_rows), cfg.rollout.temperature)  # [n, w]
+                    part = torch.nn.functional.pad(part, (0, mask.shape[1] - part.shape[1]))              # [n, T]
+                    return ro.sample_logp.index_put((first_rows,), part), None                           # [N, T]
                 return token_logprobs(self.fast, ro, cfg.rollout.temperature,
                                       with_entropy=loss_cfg["entropy_coef"] != 0)            # [N, T]
 
@@ -381,6 +405,8 @@ class Session:
             "perf/rollout_tok_s": N_tok / max(t_rollout - t_start, 1e-9),
             "perf/update_tok_s": upd_tokens / max(t_update - t_reward, 1e-9),
             "perf/update_through_rollout": float(reuse),   # 1: the first update reused the rollout's forward
+            # share of the rows whose forward the first update skipped (zero advantage; 0 when not skipping)
+            "perf/update_rows_skipped": 1.0 - (len(first_rows) / len(rows) if first_rows is not None else 1.0),
         })
         self.history.update(s, batch.problem_ids, c.tolist(), G)
         problem_rows, samples = [], []

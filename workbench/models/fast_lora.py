@@ -39,6 +39,8 @@ class MergedLoRA:
             for _, mod in self.layers)
         self._disabled = 0
         self._cached: dict[str, torch.Tensor] | None = None
+        self._factors: dict[int, tuple] = {}   # inside shared() with gradients: id(layer) -> (A, B, sA, sB)
+        self._merged: tuple[list, dict[str, torch.Tensor]] | None = None   # (versions, weights) of the last no-grad merge
         # swapping the merged weights in by hand skips functional_call's walk over every module
         # on each forward; only safe when no adapted weight is tied to another parameter
         counts: dict[int, int] = {}
@@ -57,6 +59,12 @@ class MergedLoRA:
             and not getattr(mod, "fan_in_fan_out", False) and not mod.lora_bias.get(adapter, False)
             and (mod.base_layer.bias is None or not mod.base_layer.bias.requires_grad)
             for _, mod in self.layers)
+        # the lean forward for Llama-architecture models it reproduces (models/fast_llama.py)
+        from workbench.models import fast_llama
+
+        self.lean = (fast_llama.LeanLlama(peft_model) if self._rank_grads
+                     and fast_llama.supports(peft_model, [name for name, _ in self.layers]) else None)
+        self._adapted = {id(mod): (name, mod) for name, mod in self.layers}
 
     def merged_weights(self) -> dict[str, torch.Tensor]:
         """W + s*B@A per adapted layer, in W's dtype (differentiable in A and B; call with the
@@ -68,10 +76,26 @@ class MergedLoRA:
         while the activations are half precision. The sum rounds to W's precision, as the
         activations do in PEFT's own forward.
         """
+        if not torch.is_grad_enabled():   # the same factors give the same sums: reuse the last ones
+            key = self._versions()
+            if self._merged is not None and _same(self._merged[0], key):
+                return dict(self._merged[1])
         out = {}
         for name, mod in self.layers:
             w = mod.base_layer.weight
             out[f"{name}.base_layer.weight"] = w + mod.get_delta_weight(self.adapter).to(w.dtype)
+        if not torch.is_grad_enabled():
+            self._merged = (key, dict(out))
+        return out
+
+    def _versions(self) -> list:
+        """Every tensor a merged weight is made of, with its in-place version, and the
+        scaling: an optimiser step, a load or a swap of a weight changes one of them."""
+        out: list = []
+        for _, mod in self.layers:
+            for t in (mod.base_layer.weight, mod.lora_A[self.adapter].weight, mod.lora_B[self.adapter].weight):
+                out += (t, t._version)
+            out.append(float(mod.scaling[self.adapter]))
         return out
 
     @contextlib.contextmanager
@@ -132,22 +156,42 @@ class MergedLoRA:
                         scaled = (a * s, b * s)
                     mod.base_layer.forward = functools.partial(
                         _LoRAMerged.apply_to, weights[f"{name}.base_layer.weight"], mod.base_layer.bias, a, b, scaled)
+                    self._factors[id(mod)] = (a, b, *scaled)
+                lean = self._bind_lean(weights, grads=True)
                 try:
                     yield self
                 finally:
                     self._cached = None
+                    self._factors.clear()
+                    if self.lean is not None:
+                        self.lean.unbind(lean)
                     for _, mod in self.layers:
                         del mod.base_layer.forward
             return
         weights = self.merged_weights()
         with self.session():
             self._cached, swapped = weights, self._swap_in(weights) if self._swappable else None
+            lean = self._bind_lean(weights, grads=False)
             try:
                 yield self
             finally:
                 self._cached = None
+                if self.lean is not None:
+                    self.lean.unbind(lean)
                 if swapped is not None:
                     self._swap_in(swapped)
+
+    def _bind_lean(self, weights: dict[str, torch.Tensor], grads: bool):
+        """Give the lean forward this context's weights (merged where adapted) and, with
+        ``grads``, the adapted layers' LoRA factors; returns what it had before."""
+        if self.lean is None:
+            return None
+
+        def weight_of(m):
+            hit = self._adapted.get(id(m))
+            return weights[f"{hit[0]}.base_layer.weight"] if hit is not None else m.weight
+
+        return self.lean.bind(weight_of, (lambda m: self._factors.get(id(m))) if grads else None)
 
     def _swap_in(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Put ``weights`` (by parameter name) in the base layers; returns what they replace."""
@@ -161,6 +205,8 @@ class MergedLoRA:
     def __call__(self, **kwargs):
         if not self.usable:
             return self.model(**kwargs)
+        if self.lean is not None and self.lean.projections is not None and self.lean.takes(kwargs):
+            return self.lean(**kwargs)
         # merge before disabling: PEFT's disable_adapter() also turns off requires_grad on A and B
         if self._cached is not None and self._swappable:     # inside shared(): already in place
             return self.model(**kwargs)
@@ -185,6 +231,11 @@ class MergedLoRA:
 
     def eval(self):
         return self.train(False)
+
+
+def _same(a: list, b: list) -> bool:
+    """Whether two ``_versions`` lists name the same tensors (by identity) at the same versions."""
+    return len(a) == len(b) and all(x is y if isinstance(x, torch.Tensor) else x == y for x, y in zip(a, b))
 
 
 class _LoRAMerged(torch.autograd.Function):

@@ -46,6 +46,27 @@ class Rollout:
     def num_tokens(self) -> int:
         return int(self.completion_mask.sum())
 
+    def select(self, idx: torch.Tensor) -> "Rollout":
+        """The rows ``idx`` (ascending) as a rollout of their own, the completions trimmed to
+        the longest of them. Rows that form whole groups keep the group size (so their
+        prompts are still computed once per group); otherwise the group size is 1."""
+        G = self.group_size
+        groups = idx.view(-1, G) if G > 1 and len(idx) % G == 0 else None
+        whole = groups is not None and bool((groups == groups[:, :1] + torch.arange(G, device=idx.device)).all()) and \
+            bool((groups[:, 0] % G == 0).all())
+        width = int(self.completion_mask[idx].sum(1).max()) if len(idx) else 0
+        kw = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, torch.Tensor):
+                v = v[idx]
+                if k not in ("prompt_ids", "prompt_mask", "finished"):
+                    v = v[:, :width]
+            elif k == "texts":
+                v = [v[i] for i in idx.tolist()]
+            kw[k] = v
+        kw["group_size"] = G if whole else 1
+        return Rollout(**kw)
+
     def to(self, device) -> "Rollout":
         kw = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return Rollout(**kw)
