@@ -11,7 +11,7 @@ from workbench.rollout import sample, sampling_graph_bytes, token_logprobs
 
 @pytest.fixture(scope="module")
 def setup():
-    from conftest import embedded_lora_policy
+    from embedded_policy import embedded_lora_policy
 
     from workbench.models.fast_lora import MergedLoRA
 

@@ -34,7 +34,7 @@ def test_select_keeps_whole_groups_and_trims_to_the_longest_row():
 
 @pytest.fixture(scope="module")
 def policy():
-    from conftest import embedded_lora_policy
+    from embedded_policy import embedded_lora_policy
 
     from workbench.models.fast_lora import MergedLoRA
 
@@ -107,8 +107,10 @@ def test_skipping_gives_the_update_of_a_forward_over_every_row(tmp_path, monkeyp
             assert x[key] == y[key], key
         for key in ("train/loss", "train/grad_norm", "train/kl_old", "train/logp_adv_cov", "train/clip_frac"):
             assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-7), key
+    # Adam turns rounding noise in near-zero gradient entries into steps of up to ~1e-5 here
+    # (lr 5e-4); a row wrongly skipped or kept would move weights by the order of lr
     for p, q in zip(_lora(skipping), _lora(every)):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("extra", [{"loss.kl_coef": 0.02}, {"loss.entropy_coef": 0.01}, {"strategy": "iac_dlc"}])
