@@ -406,7 +406,7 @@ class Session:
             "perf/update_tok_s": upd_tokens / max(t_update - t_reward, 1e-9),
             "perf/update_through_rollout": float(reuse),   # 1: the first update reused the rollout's forward
             # share of the rows whose forward the first update skipped (zero advantage; 0 when not skipping)
-            "perf/update_rows_skipped": 1.0 - (len(first_rows) / len(rows) if first_rows is not None else 1.0),
+            "perf/update_rows_skipped": 1.0 - len(first_rows) / len(rows) if first_rows is not None else 0.0,
         })
         self.history.update(s, batch.problem_ids, c.tolist(), G)
         problem_rows, samples = [], []

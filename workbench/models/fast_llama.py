@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from workbench.models.fast_lora import rank_grads
+
 #: The groups of projections that share their input and so become one product.
 GROUPS = {"self_attn": [("q_proj", "k_proj", "v_proj"), ("o_proj",)], "mlp": [("gate_proj", "up_proj"), ("down_proj",)]}
 
@@ -187,8 +189,7 @@ class _StackedLoRA(torch.autograd.Function):
         for size, piece in zip(ctx.sizes, ctx.lora):
             if piece is not None:
                 _, _, sa, sb = piece
-                d = dy2[:, start : start + size]                               # [n, out_i]
-                grads += [(d @ sb).T @ x2, d.T @ (x2 @ sa.T)]                  # dA [r, in], dB [out_i, r]
+                grads += rank_grads(x2, dy2[:, start : start + size], sa, sb)  # dA [r, in], dB [out_i, r]
             start += size
         return (dx, None, None, None, *grads)
 

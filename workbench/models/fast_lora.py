@@ -39,7 +39,6 @@ class MergedLoRA:
             for _, mod in self.layers)
         self._disabled = 0
         self._cached: dict[str, torch.Tensor] | None = None
-        self._factors: dict[int, tuple] = {}   # inside shared() with gradients: id(layer) -> (A, B, sA, sB)
         self._merged: tuple[list, dict[str, torch.Tensor]] | None = None   # (versions, weights) of the last no-grad merge
         # swapping the merged weights in by hand skips functional_call's walk over every module
         # on each forward; only safe when no adapted weight is tied to another parameter
@@ -64,7 +63,7 @@ class MergedLoRA:
 
         self.lean = (fast_llama.LeanLlama(peft_model) if self._rank_grads
                      and fast_llama.supports(peft_model, [name for name, _ in self.layers]) else None)
-        self._adapted = {id(mod): (name, mod) for name, mod in self.layers}
+        self._adapted = {id(mod): name for name, mod in self.layers}
 
     def merged_weights(self) -> dict[str, torch.Tensor]:
         """W + s*B@A per adapted layer, in W's dtype (differentiable in A and B; call with the
@@ -147,6 +146,7 @@ class MergedLoRA:
         if self._rank_grads and torch.is_grad_enabled():
             with torch.no_grad():
                 weights = self.merged_weights()
+            factors = {}                          # id(layer) -> (A, B, sA, sB), for the lean forward
             with self.session():
                 self._cached = weights
                 for name, mod in self.layers:     # an instance attribute shadows Linear.forward
@@ -156,13 +156,12 @@ class MergedLoRA:
                         scaled = (a * s, b * s)
                     mod.base_layer.forward = functools.partial(
                         _LoRAMerged.apply_to, weights[f"{name}.base_layer.weight"], mod.base_layer.bias, a, b, scaled)
-                    self._factors[id(mod)] = (a, b, *scaled)
-                lean = self._bind_lean(weights, grads=True)
+                    factors[id(mod)] = (a, b, *scaled)
+                lean = self._bind_lean(weights, factors)
                 try:
                     yield self
                 finally:
                     self._cached = None
-                    self._factors.clear()
                     if self.lean is not None:
                         self.lean.unbind(lean)
                     for _, mod in self.layers:
@@ -171,7 +170,7 @@ class MergedLoRA:
         weights = self.merged_weights()
         with self.session():
             self._cached, swapped = weights, self._swap_in(weights) if self._swappable else None
-            lean = self._bind_lean(weights, grads=False)
+            lean = self._bind_lean(weights, None)
             try:
                 yield self
             finally:
@@ -181,17 +180,18 @@ class MergedLoRA:
                 if swapped is not None:
                     self._swap_in(swapped)
 
-    def _bind_lean(self, weights: dict[str, torch.Tensor], grads: bool):
-        """Give the lean forward this context's weights (merged where adapted) and, with
-        ``grads``, the adapted layers' LoRA factors; returns what it had before."""
+    def _bind_lean(self, weights: dict[str, torch.Tensor], factors: dict[int, tuple] | None):
+        """Give the lean forward this context's weights (merged where adapted) and, for
+        gradients, the adapted layers' LoRA factors (id(layer) -> (A, B, sA, sB)); returns
+        what it had before."""
         if self.lean is None:
             return None
 
         def weight_of(m):
-            hit = self._adapted.get(id(m))
-            return weights[f"{hit[0]}.base_layer.weight"] if hit is not None else m.weight
+            name = self._adapted.get(id(m))
+            return weights[f"{name}.base_layer.weight"] if name is not None else m.weight
 
-        return self.lean.bind(weight_of, (lambda m: self._factors.get(id(m))) if grads else None)
+        return self.lean.bind(weight_of, (lambda m: factors.get(id(m))) if factors is not None else None)
 
     def _swap_in(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Put ``weights`` (by parameter name) in the base layers; returns what they replace."""
@@ -261,9 +261,14 @@ class _LoRAMerged(torch.autograd.Function):
         x, weight, sa, sb = ctx.saved_tensors
         dx = dy @ weight if ctx.needs_input_grad[0] else None                  # [..., in]
         x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])    # [n, in], [n, out]
-        da = db = None
-        if ctx.needs_input_grad[3]:
-            da = (dy2 @ sb).T @ x2                                               # [r, in]
-        if ctx.needs_input_grad[4]:
-            db = dy2.T @ (x2 @ sa.T)                                             # [out, r]
+        da, db = rank_grads(x2, dy2, sa, sb, ctx.needs_input_grad[3], ctx.needs_input_grad[4])
         return dx, None, None, da, db, None, None
+
+
+def rank_grads(x2: torch.Tensor, dy2: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor,
+               want_a: bool = True, want_b: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The LoRA gradients of one adapted layer through its rank-r factors: dA = (dy (sB))^T x
+    [r, in] and dB = dy^T (x (sA)^T) [out, r], from x [n, in] and dy [n, out]."""
+    da = (dy2 @ sb).T @ x2 if want_a else None
+    db = dy2.T @ (x2 @ sa.T) if want_b else None
+    return da, db
